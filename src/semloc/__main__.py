@@ -1,0 +1,5 @@
+import sys
+
+from semloc.cli import main
+
+sys.exit(main())

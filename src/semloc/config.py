@@ -1,0 +1,253 @@
+"""One typed config tree for every verb: a YAML/JSON file plus dotted overrides.
+
+    cfg = load_config("exp.yaml", ["model.dim=128", "train.lr=3e-4"])
+
+Unknown keys and wrongly-typed values are errors that name the key. The *resolved* config (every
+default filled in) is what runs save, so a run can always be repeated from its directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from semloc.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Which model to build and its size. Fields a model does not use are ignored by it."""
+
+    name: str = "sgmft"  # sgmft, or a baseline name (see `semloc.models.MODEL_NAMES`)
+    dim: int = 256  # model width d
+    num_heads: int = 4  # attention heads in every attention block
+    sim_layers: int = 2  # SIM layers L (0 = no Similarity-Guided Interaction Module)
+    fusion_layers: int = 1  # SFM cross-attention blocks
+    mlp_ratio: float = 2.0  # FFN hidden width = mlp_ratio * dim
+    dropout: float = 0.1
+    coarse_similarity: bool = True  # off: interpolation gate fixed at a = 0.5
+    fine_similarity: Literal["channel", "token", "none"] = "channel"
+    fusion: Literal["sfm", "concat"] = "sfm"
+    similarity_weighting: bool = True  # SFM modality weights from [z_t; z_v; s] (off: fixed 1/2)
+    gate_scale_init: float = 10.0  # k in a = sigmoid(k (s - b))
+    gate_bias_init: float | None = None  # b; None = median matched-pair cosine of the train split
+    token_temperature: float = 0.1  # tau in softmax(E / tau) of the token-level variant
+    max_text_tokens: int = 77  # positional table size for models that embed token positions
+
+
+@dataclass
+class TrainConfig:
+    """The generic trainer's settings (spec: training defaults)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    patience: int = 5  # early stopping on dev macro-F1; 0 disables
+    seed: int = 0
+    class_weights: Literal["none", "balanced"] = "none"
+    label_smoothing: float = 0.0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 0  # DataLoader worker processes reading the feature store
+    progress: bool = True
+
+
+@dataclass
+class DataConfig:
+    """How posts are read and split when the data file has no `split` column."""
+
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+
+
+@dataclass
+class ExtractConfig:
+    """CLIP feature extraction."""
+
+    backbone: str = ""  # Hugging Face CLIP directory or hub id
+    allow_network: bool = False  # hub downloads only when explicitly allowed
+    batch_size: int = 32
+    bf16: bool = False  # bf16 autocast for the towers (checked against fp32 in the tests)
+    dtype: Literal["float16", "float32"] = "float16"  # storage dtype of the features
+    shard_size: int = 1024  # posts per committed shard (the unit of resume)
+    num_workers: int = 2  # image decoding processes
+    image_policy: Literal["text-only", "skip", "fail"] = "text-only"
+    max_image_pixels: int = 40_000_000  # larger images are refused (decompression bombs)
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str = ""  # empty = start a local Ray instance
+    progress: bool = True
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch_size: int = 32
+    max_wait_ms: float = 5.0
+    max_upload_bytes: int = 10_000_000
+    max_image_pixels: int = 40_000_000
+    max_text_chars: int = 5000
+    max_batch_posts: int = 64
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# loading, overriding, validating
+
+
+def _check_value(value: Any, tp: Any, key: str) -> Any:
+    """Return `value` converted to type `tp`, or raise ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"config key '{key}': {value!r} is not of type {_type_name(tp)}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(
+                f"config key '{key}': {value!r} is not one of {', '.join(map(repr, allowed))}"
+            )
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        return [_check_value(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    raise ConfigError(f"config key '{key}': unsupported type {tp!r}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _apply(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        full = prefix + str(key)
+        if key not in names:
+            raise ConfigError(
+                f"unknown config key '{full}' (known here: {', '.join(sorted(names))})"
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, full + ".")
+        else:
+            setattr(obj, key, _check_value(value, hints[key], full))
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip().lstrip("-")
+    if not key:
+        raise ConfigError(f"override '{text}' has no key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    for text in overrides:
+        path, value = _parse_override(text)
+        nested: Any = value
+        for part in reversed(path):
+            nested = {part: nested}
+        _apply(cfg, nested, "")
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    cfg = Config()
+    _apply(cfg, data or {}, "")
+    return cfg
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must contain a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the file (if any), then dotted overrides, in that order."""
+    cfg = config_from_dict(read_config_file(path)) if path else Config()
+    return apply_overrides(cfg, overrides or [])
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_to_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

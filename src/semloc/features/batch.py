@@ -1,0 +1,77 @@
+"""The batch every model consumes: cached CLIP features for B posts.
+
+Shapes (B batch, Nt text tokens after padding, Nv image tokens with CLS first):
+    text_tokens   (B, Nt, text_width)   float32, zero where text_mask is False
+    text_mask     (B, Nt)               bool, True for real tokens
+    image_tokens  (B, Nv, vision_width) float32, zero (or anything) where image_present is False
+    image_present (B,)                  bool
+    text_embed    (B, embed_dim)        CLIP's projected pooled (EOS) text embedding
+    image_embed   (B, embed_dim)        CLIP's projected pooled (CLS) image embedding
+    labels        (B,)                  int64 class indices, or None when unlabelled
+    index         (B,)                  int64 position of each post in its feature store
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class FeatureDims:
+    """Widths of the frozen CLIP features; nothing in a model may assume particular values."""
+
+    text_width: int
+    vision_width: int
+    embed_dim: int
+
+
+@dataclass
+class FeatureBatch:
+    text_tokens: torch.Tensor
+    text_mask: torch.Tensor
+    image_tokens: torch.Tensor
+    image_present: torch.Tensor
+    text_embed: torch.Tensor
+    image_embed: torch.Tensor
+    labels: torch.Tensor | None = None
+    index: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.text_tokens.shape[0]
+
+    @property
+    def dims(self) -> FeatureDims:
+        return FeatureDims(
+            text_width=self.text_tokens.shape[-1],
+            vision_width=self.image_tokens.shape[-1],
+            embed_dim=self.text_embed.shape[-1],
+        )
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> FeatureBatch:
+        moved = {
+            f.name: (v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v)
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return FeatureBatch(**moved)
+
+    def select(self, rows: torch.Tensor | list[int]) -> FeatureBatch:
+        """A sub-batch (or a permutation) of the rows."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        picked = {
+            f.name: (v[rows] if isinstance(v, torch.Tensor) else v)
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return replace(self, **picked)
+
+    def pin_memory(self) -> FeatureBatch:
+        return FeatureBatch(
+            **{
+                f.name: (v.pin_memory() if isinstance(v, torch.Tensor) else v)
+                for f in fields(self)
+                for v in [getattr(self, f.name)]
+            }
+        )

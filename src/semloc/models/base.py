@@ -1,0 +1,25 @@
+"""What every model returns, so the trainer, evaluation and the server never need to know which
+model they hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ModelOutput:
+    """Logits plus optional explanation tensors (None when a model has no such notion).
+
+    similarity        (B,)        modality-wise text-image cosine s
+    gate              (B,)        coarse interpolation gate a = sigmoid(k (s - b))
+    modality_weights  (B, 2)      SFM weights (pi_text, pi_image)
+    token_similarity  (B, Nt, Nv) token-level cosine E of the last SIM layer (token variant)
+    """
+
+    logits: torch.Tensor
+    similarity: torch.Tensor | None = None
+    gate: torch.Tensor | None = None
+    modality_weights: torch.Tensor | None = None
+    token_similarity: torch.Tensor | None = None

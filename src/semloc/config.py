@@ -231,7 +231,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {e}") from None
+        raise ConfigError(
+            f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {e}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

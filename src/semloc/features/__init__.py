@@ -1,0 +1,6 @@
+"""Cached frozen-encoder features: the store format, its reader/writer and batch loading."""
+
+from semloc.features.batch import FeatureBatch, FeatureDims
+from semloc.features.store import FeatureStore, FeatureStoreWriter, ShardData
+
+__all__ = ["FeatureBatch", "FeatureDims", "FeatureStore", "FeatureStoreWriter", "ShardData"]

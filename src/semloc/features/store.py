@@ -26,6 +26,7 @@ them), so resident memory stays flat however large the store is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -265,10 +266,8 @@ class _Shard:
         for arr in self._arrays.values():
             mm = getattr(arr, "_mmap", None)
             if mm is not None and hasattr(mm, "madvise"):
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     mm.madvise(mmap.MADV_DONTNEED)
-                except (OSError, ValueError):
-                    pass
 
 
 class FeatureStore:

@@ -1,0 +1,1 @@
+"""Reading and validating post records."""

@@ -1,0 +1,45 @@
+"""semloc evaluate RUN [RUN ...] --split test: metrics, plots, and mean ± std over runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from semloc.io import atomic_write_json
+from semloc.metrics import SUMMARY_KEYS, format_mean_std
+
+HELP = "evaluate trained runs on a split (metrics JSON + confusion/per-class plots)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", help="run directories (several = seeds, aggregated)")
+    parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    parser.add_argument(
+        "--features", help="feature store (default: the one the run was trained on)"
+    )
+    parser.add_argument("--summary", help="also write the aggregate to this JSON file")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+
+def run(args: argparse.Namespace) -> int:
+    from semloc.workflow import evaluate_runs
+
+    report = evaluate_runs(args.runs, args.split, store_path=args.features, plots=not args.no_plots)
+    names = ("macro-F1", "accuracy", "weighted-F1", "macro-P", "macro-R")
+    print(f"{'run':40s} " + " ".join(f"{n:>11s}" for n in names))
+    for m in report["runs"]:
+        print(
+            f"{Path(m['run']).name[:40]:40s} "
+            + " ".join(f"{100 * m[k]:11.2f}" for k in SUMMARY_KEYS)
+        )
+    agg = report["aggregate"]
+    if agg["num_runs"] > 1:
+        print(
+            f"{'mean ± std over ' + str(agg['num_runs']) + ' runs':40s} "
+            + " ".join(f"{format_mean_std(agg[k]):>11s}" for k in SUMMARY_KEYS)
+        )
+    for m in report["runs"]:
+        print(f"plots and metrics: {Path(m['run']) / ('eval-' + args.split)}")
+    if args.summary:
+        atomic_write_json(args.summary, report)
+    return 0

@@ -1,0 +1,99 @@
+"""semloc predict RUN INPUT -o predictions.csv
+
+INPUT is a feature store directory, or a posts file (CSV/JSONL/Parquet) whose features are
+extracted on the fly with the CLIP backbone recorded in the run's checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from semloc.errors import SemlocError
+from semloc.io import atomic_write_text
+
+HELP = "predict the semantic location of posts (a feature store or a posts file)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory or checkpoint file")
+    parser.add_argument(
+        "input", help="feature store directory, or posts file (.csv/.jsonl/.parquet)"
+    )
+    parser.add_argument("-o", "--output", required=True, help="predictions CSV to write")
+    parser.add_argument("--split", default="all", help="only posts of this split (store input)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cpu")
+    from semloc.cli import add_config_arguments
+
+    add_config_arguments(parser)
+
+
+def write_predictions(
+    path: str | Path,
+    ids: list[str],
+    probabilities: np.ndarray,
+    labels: list[str],
+    extras: dict[str, np.ndarray] | None = None,
+    outcomes: list[str] | None = None,
+) -> None:
+    """CSV: id, label, p_<class> for every class, then explanation columns when the model has
+    them (similarity, gate, weight_text, weight_image) and the image outcome when known."""
+    extras = extras or {}
+    cols = ["id", "label", *[f"p_{lab}" for lab in labels]]
+    extra_cols: list[tuple[str, np.ndarray]] = []
+    for name in ("similarity", "gate"):
+        if name in extras:
+            extra_cols.append((name, extras[name]))
+    if "modality_weights" in extras:
+        extra_cols += [
+            ("weight_text", extras["modality_weights"][:, 0]),
+            ("weight_image", extras["modality_weights"][:, 1]),
+        ]
+    cols += [c for c, _ in extra_cols]
+    if outcomes is not None:
+        cols.append("image_outcome")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    best = probabilities.argmax(1)
+    for i, pid in enumerate(ids):
+        row = [pid, labels[best[i]], *[f"{p:.6f}" for p in probabilities[i]]]
+        row += [f"{float(v[i]):.6f}" for _, v in extra_cols]
+        if outcomes is not None:
+            row.append(outcomes[i])
+        w.writerow(row)
+    atomic_write_text(path, buf.getvalue())
+
+
+def run(args: argparse.Namespace) -> int:
+    from semloc.workflow import load_run
+
+    loaded = load_run(args.run, args.device)
+    src = Path(args.input)
+    if src.is_dir():
+        from semloc.features.store import FeatureStore
+        from semloc.workflow import predict_store
+
+        store = FeatureStore(src)
+        store.check_compatible(loaded.feature_header, what=f"run {loaded.path}")
+        idx = store.indices(None if args.split == "all" else args.split)
+        if idx.size == 0:
+            raise SemlocError(f"{src} has no posts in split {args.split!r}")
+        preds = predict_store(
+            loaded, store, idx, batch_size=args.batch_size, device=args.device, progress=True
+        )
+        ids = [store.ids[i] for i in preds.index]
+        write_predictions(args.output, ids, preds.probabilities, loaded.labels, preds.extras)
+    elif src.is_file():
+        from semloc.predict_posts import predict_posts_file
+
+        predict_posts_file(loaded, src, args.output, args)
+    else:
+        raise SemlocError(f"{src} does not exist")
+    print(f"predictions written to {args.output}")
+    return 0

@@ -1,0 +1,96 @@
+"""Plots people would rather look at than read: confusion matrix, per-class F1, training curves.
+Every plot is written atomically as PNG (matplotlib's Agg backend; no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from semloc.io import atomic_path
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
+    m = np.asarray(matrix, dtype=np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    size = max(4.0, 0.6 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if m[i, j]:
+                color = "white" if norm[i, j] > 0.5 else "black"
+                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", color=color, fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="row-normalised")
+    ax.set_title(title or "confusion matrix")
+    return _save(fig, path)
+
+
+def plot_per_class_f1(
+    per_class: dict[str, dict[str, float]] | dict[str, dict[str, dict[str, float]]],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """`per_class` is one run's table {label: {f1,...}} or several {run: {label: {f1,...}}}."""
+    first = next(iter(per_class.values()))
+    series = per_class if isinstance(next(iter(first.values())), dict) else {"": per_class}
+    labels = list(next(iter(series.values())).keys())
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) * max(1, len(series)) ** 0.5), 4))
+    width = 0.8 / len(series)
+    x = np.arange(len(labels))
+    for k, (name, table) in enumerate(series.items()):
+        ax.bar(
+            x + k * width - 0.4 + width / 2,
+            [table[lab]["f1"] for lab in labels],
+            width,
+            label=name or None,
+        )
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1")
+    ax.grid(axis="y", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8, ncol=2)
+    ax.set_title(title or "per-class F1")
+    return _save(fig, path)
+
+
+def plot_training_curves(
+    history: Sequence[dict[str, Any]], path: str | Path, title: str = ""
+) -> Path:
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax1.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    ax1.plot(epochs, [h["dev_loss"] for h in history], label="dev loss")
+    ax1.set_xlabel("epoch")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    ax2.plot(epochs, [h["dev_macro_f1"] for h in history], label="dev macro-F1")
+    ax2.plot(epochs, [h["dev_accuracy"] for h in history], label="dev accuracy")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylim(0, 1)
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title or "training curves")
+    return _save(fig, path)

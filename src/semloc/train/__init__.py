@@ -1,0 +1,1 @@
+"""Training: the generic trainer and distributed helpers."""

@@ -1,0 +1,342 @@
+"""A generic trainer: it knows batches, logits and labels, never the architecture.
+
+SG-MFT and every baseline go through this same loop on the same data, so comparisons are fair by
+construction. AdamW, linear warm-up then cosine decay, gradient clipping, early stopping on dev
+macro-F1, seeded and resumable. Model selection looks at the dev split only; the test split is
+never touched here.
+
+Distributed data parallel: pass a `DistContext` (see `semloc.train.distributed`); the trainer then
+wraps the model in DDP, reduces the training loss across ranks, gathers dev predictions from every
+rank before computing metrics, and writes checkpoints and logs on rank 0 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from semloc.config import TrainConfig
+from semloc.features.batch import FeatureBatch
+from semloc.io import atomic_path, atomic_write_json
+from semloc.metrics import HEADLINE, classification_metrics
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def class_weights(counts: np.ndarray) -> torch.Tensor:
+    """'balanced' weights n / (C * n_c), as scikit-learn defines them; unseen classes get 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    warmup = max(1, round(total_steps * warmup_fraction)) if warmup_fraction > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """torch.save through a temporary file and rename: never a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+@dataclass
+class Predictions:
+    """Outputs of a model over a loader, in loader order."""
+
+    logits: np.ndarray  # (N, C)
+    labels: np.ndarray  # (N,) -1 where unlabelled
+    index: np.ndarray  # (N,) store positions
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # similarity, gate, ...
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        z = self.logits - self.logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str = "cpu",
+    *,
+    progress: bool = False,
+    desc: str = "predict",
+) -> Predictions:
+    """Run `model` over every batch of `loader`; collects logits and explanation outputs."""
+    was_training = model.training
+    model.eval()
+    logits, labels, index = [], [], []
+    extras: dict[str, list[np.ndarray]] = {}
+    total = len(loader.dataset) if hasattr(loader, "dataset") else None
+    with tqdm(total=total, desc=desc, unit="post", disable=not progress, leave=False) as bar:
+        for batch in loader:
+            batch = batch.to(device)
+            out = model(batch)
+            logits.append(out.logits.float().cpu().numpy())
+            labels.append(batch.labels.cpu().numpy() if batch.labels is not None else None)
+            index.append(batch.index.cpu().numpy())
+            for name in ("similarity", "gate", "modality_weights"):
+                value = getattr(out, name, None)
+                if value is not None:
+                    extras.setdefault(name, []).append(value.float().cpu().numpy())
+            bar.update(len(batch))
+    model.train(was_training)
+    labels = [
+        x if x is not None else np.full(len(i), -1) for x, i in zip(labels, index, strict=True)
+    ]
+    return Predictions(
+        logits=np.concatenate(logits) if logits else np.zeros((0, 0), np.float32),
+        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
+        index=np.concatenate(index) if index else np.zeros(0, np.int64),
+        extras={k: np.concatenate(v) for k, v in extras.items()},
+    )
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    stopped_early: bool
+
+
+class Trainer:
+    """Trains any model mapping a FeatureBatch to a ModelOutput with `.logits`.
+
+    checkpoint_meta: everything that makes a checkpoint self-describing (resolved config, labels,
+    model name/config, feature header, code version); stored verbatim in every checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TrainConfig,
+        train_loader: DataLoader,
+        dev_loader: DataLoader,
+        labels: list[str],
+        out_dir: str | Path,
+        *,
+        checkpoint_meta: dict[str, Any],
+        class_counts: np.ndarray | None = None,
+        dist: Any = None,
+    ) -> None:
+        self.cfg = cfg
+        self.labels = labels
+        self.out_dir = Path(out_dir)
+        self.meta = checkpoint_meta
+        self.dist = dist
+        self.is_main = dist is None or dist.is_main
+        self.device = dist.device if dist is not None else resolve_device(cfg.device)
+        self.model = model.to(self.device)
+        self.ddp_model: nn.Module = dist.wrap(self.model) if dist is not None else self.model
+        self.train_loader = train_loader
+        self.dev_loader = dev_loader
+        weight = None
+        if cfg.class_weights == "balanced":
+            if class_counts is None:
+                raise ValueError("class_weights='balanced' needs class_counts")
+            weight = class_weights(class_counts).to(self.device)
+        self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+        self.optimizer = torch.optim.AdamW(
+            self._param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.steps_per_epoch = max(1, len(train_loader))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            warmup_cosine(self.steps_per_epoch * cfg.epochs, cfg.warmup_fraction),
+        )
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.best_metrics: dict[str, Any] = {}
+        self.bad_epochs = 0
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        # no weight decay on biases, norms and scalar gate parameters (the usual AdamW practice)
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        return [
+            {"params": decay, "weight_decay": self.cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    # -------------------------------------------------------------------------- checkpoints
+
+    def _payload(self, epoch: int, full: bool) -> dict[str, Any]:
+        payload = {
+            **self.meta,
+            "epoch": epoch,
+            "metrics": self.best_metrics if not full else self.history[-1] if self.history else {},
+            "dev_metrics": self.best_metrics,
+            "model_state": self.model.state_dict(),
+        }
+        if full:
+            payload.update(
+                optimizer_state=self.optimizer.state_dict(),
+                scheduler_state=self.scheduler.state_dict(),
+                torch_rng_state=torch.get_rng_state(),
+                history=self.history,
+                best_score=self.best_score,
+                best_epoch=self.best_epoch,
+                bad_epochs=self.bad_epochs,
+            )
+        return payload
+
+    def resume(self, path: str | Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model_state"])
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        self.scheduler.load_state_dict(state["scheduler_state"])
+        torch.set_rng_state(state["torch_rng_state"].cpu())
+        self.history = list(state["history"])
+        self.best_score = float(state["best_score"])
+        self.best_epoch = int(state["best_epoch"])
+        self.best_metrics = dict(state["dev_metrics"])
+        self.bad_epochs = int(state["bad_epochs"])
+        self.start_epoch = int(state["epoch"]) + 1
+
+    # -------------------------------------------------------------------------- the loop
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float]:
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        self.ddp_model.train()
+        total_loss, total_n = 0.0, 0
+        t0 = time.perf_counter()
+        n_posts = len(sampler) if sampler is not None else None
+        bar = tqdm(
+            total=n_posts,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            unit="post",
+            disable=not (self.cfg.progress and self.is_main),
+            leave=False,
+        )
+        for batch in self.train_loader:
+            batch: FeatureBatch = batch.to(self.device)
+            out = self.ddp_model(batch)
+            loss = self.loss_fn(out.logits, batch.labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            total_loss += loss.item() * len(batch)
+            total_n += len(batch)
+            bar.update(len(batch))
+            bar.set_postfix(loss=f"{total_loss / total_n:.4f}")
+        bar.close()
+        if self.dist is not None:
+            total_loss, total_n = self.dist.sum_pair(total_loss, total_n)
+        seconds = time.perf_counter() - t0
+        return total_loss / max(1, total_n), total_n / max(seconds, 1e-9)
+
+    def _evaluate_dev(self) -> dict[str, Any]:
+        preds = predict(self.model, self.dev_loader, self.device)
+        if self.dist is not None:
+            preds = self.dist.gather_predictions(preds)
+        mask = preds.labels >= 0
+        metrics = classification_metrics(
+            preds.labels[mask], preds.logits[mask].argmax(1), self.labels
+        )
+        logits = torch.from_numpy(preds.logits[mask])
+        metrics["loss"] = (
+            float(nn.functional.cross_entropy(logits, torch.from_numpy(preds.labels[mask])).item())
+            if mask.any()
+            else float("nan")
+        )
+        return metrics
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        if self.start_epoch >= cfg.epochs or (cfg.patience > 0 and self.bad_epochs >= cfg.patience):
+            log.info("training already finished (epoch %d); nothing to do", self.start_epoch)
+        for epoch in range(self.start_epoch, cfg.epochs):
+            if cfg.patience > 0 and self.bad_epochs >= cfg.patience:
+                break
+            t0 = time.perf_counter()
+            train_loss, posts_per_s = self._train_epoch(epoch)
+            dev = self._evaluate_dev()
+            score = dev[HEADLINE]
+            improved = score > self.best_score
+            if improved:
+                self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+                self.best_metrics = {k: v for k, v in dev.items()}
+            else:
+                self.bad_epochs += 1
+            self.history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": train_loss,
+                    "dev_loss": dev["loss"],
+                    "dev_macro_f1": dev["macro_f1"],
+                    "dev_accuracy": dev["accuracy"],
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "seconds": time.perf_counter() - t0,
+                    "train_posts_per_s": posts_per_s,
+                }
+            )
+            if self.is_main:
+                log.info(
+                    "epoch %d/%d  train loss %.4f  dev macro-F1 %.4f  acc %.4f%s  (%.0f posts/s)",
+                    epoch + 1,
+                    cfg.epochs,
+                    train_loss,
+                    dev["macro_f1"],
+                    dev["accuracy"],
+                    "  *best*" if improved else "",
+                    posts_per_s,
+                )
+                if improved:
+                    save_checkpoint(self.out_dir / "best.pt", self._payload(epoch, full=False))
+                save_checkpoint(self.out_dir / "last.pt", self._payload(epoch, full=True))
+                atomic_write_json(self.out_dir / "history.json", self.history)
+        stopped_early = (
+            cfg.patience > 0 and self.bad_epochs >= cfg.patience and len(self.history) < cfg.epochs
+        )
+        return TrainResult(
+            best_epoch=self.best_epoch + 1,
+            best_metrics=self.best_metrics,
+            history=self.history,
+            stopped_early=stopped_early,
+        )

@@ -1,0 +1,519 @@
+"""SG-MFT: Similarity Guided Multimodal Fusion Transformer for semantic location prediction.
+
+Zhang, Wang, Li, Wang, "Similarity Guided Multimodal Fusion Transformer for Semantic Location
+Prediction in Social Media", arXiv 2405.05760. Only the paper's abstract is public: the pipeline
+(CLIP features -> SIM with coarse and fine similarity guidance -> SFM cross-attention fusion ->
+classifier) is the paper's; every equation, shape, width, initialisation and the ablation
+switches below are this project's reconstruction (see docs/model.md, which lists each decision).
+
+Paper symbol -> name in this file (B batch, Nt text tokens, Nv image tokens with CLS first, p the
+CLIP joint-embedding width, d = `dim`, C = `num_classes`):
+
+    X_t, X_v            x_t (B, Nt, d), x_v (B, Nv, d)   projected token features
+    u, w                u, w (B, p)                      normalised CLIP text / image embeddings
+    e = u * w           e (B, p)                         element-wise similarity
+    s = sum(e)          s (B,)                           modality-wise similarity (cosine)
+    a = sig(k (s - b))  gate (B,); k, b = gate_scale, gate_bias
+    A_self, A_cross     FeatureInterpolationAttention.self_attn / .cross_attn
+    W_s, (gamma, beta)  SimilarityAwareFeedForward.film
+    E, tau              token_similarity (B, Nt, Nv), temperature
+    z_t, z_v            pooled text / image features (B, d)
+    pi_t, pi_v          modality_weights (B, 2)
+    f                   fused feature (B, d)
+
+A post without an image (`image_present` False) takes the text-only path: its image inputs are
+replaced by zeros before anything reads them, and a = e = s = 0, pi = (1, 0), and the text's
+cross-attention to the image is switched off, so its output cannot depend on its image slots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semloc.config import ModelConfig
+from semloc.errors import ConfigError
+from semloc.features.batch import FeatureBatch, FeatureDims
+from semloc.models.base import ModelOutput
+
+FINE_SIMILARITY = ("channel", "token", "none")
+FUSION = ("sfm", "concat")
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+
+
+class Attention(nn.Module):
+    """Multi-head attention of the queries `x` over `context` (self-attention when they match)."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(dim, dim)
+        self.key_value = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.out_drop = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        B, Nq, d = x.shape
+        Nk, h = context.shape[1], self.num_heads
+        q = self.query(x).view(B, Nq, h, d // h).transpose(1, 2)  # (B, h, Nq, d/h)
+        k, v = self.key_value(context).view(B, Nk, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        # k, v: (B, h, Nk, d/h); mask True = key takes part; callers never mask every key of a row
+        mask = None if context_mask is None else context_mask[:, None, None, :]  # (B, 1, 1, Nk)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, h, Nq, d/h)
+        y = y.transpose(1, 2).reshape(B, Nq, d)  # (B, Nq, d)
+        return self.out_drop(self.out(y))
+
+
+class FeedForward(nn.Module):
+    """GELU MLP on normalised tokens; returns the update, the caller adds the residual."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(F.gelu(self.fc1(x))))
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `x` (B, N, d) over the positions where `mask` (B, N) is True -> (B, d)."""
+    weights = mask.to(x.dtype)[..., None]  # (B, N, 1)
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def token_similarity(
+    x_t: torch.Tensor, x_v: torch.Tensor, text_mask: torch.Tensor, image_present: torch.Tensor
+) -> torch.Tensor:
+    """E = norm(X_t) norm(X_v)^T (B, Nt, Nv), zero on text padding and for posts without image."""
+    E = F.normalize(x_t, dim=-1) @ F.normalize(x_v, dim=-1).transpose(1, 2)  # (B, Nt, Nv)
+    keep = text_mask[:, :, None] & image_present[:, None, None]  # (B, Nt, 1)
+    return torch.where(keep, E, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# SIM: Similarity-Guided Interaction Module
+
+
+class FeatureInterpolationAttention(nn.Module):
+    """Coarse guidance: (1 - a) A_self + a A_cross, so a mismatched pair stays within its modality.
+
+    Inputs are already layer-normalised; returns the update for the residual stream.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = Attention(dim, num_heads, dropout)
+        self.cross_attn = Attention(dim, num_heads, dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        other: torch.Tensor,
+        gate: torch.Tensor,
+        x_mask: torch.Tensor | None = None,
+        other_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        a = gate[:, None, None]  # (B, 1, 1)
+        a_self = self.self_attn(x, x, x_mask)  # (B, Nm, d)
+        a_cross = self.cross_attn(x, other, other_mask)  # (B, Nm, d)
+        return (1 - a) * a_self + a * a_cross
+
+
+class SimilarityAwareFeedForward(FeedForward):
+    """Fine guidance: an FFN modulated by the element-wise similarity.
+
+    mode "channel": FiLM of the hidden units, (gamma, beta) = e W_s, h <- h (1 + gamma) + beta.
+    mode "token":   partner tokens softmax(E / tau) X_o are added to the input, scaled by each
+                    token's best match max_j E (clamped at 0: a token with no positive match
+                    takes nothing from the other modality).
+    mode "none":    a plain FFN (ablation).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        embed_dim: int,
+        mode: str = "channel",
+        temperature: float = 0.1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(dim, hidden, dropout)
+        self.mode = mode
+        self.temperature = temperature
+        self.film = None
+        if mode == "channel":
+            # zero init: the block starts as a plain FFN and learns how far to trust e
+            self.film = nn.Linear(embed_dim, 2 * hidden, bias=False)
+            nn.init.zeros_(self.film.weight)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        e: torch.Tensor | None = None,
+        other: torch.Tensor | None = None,
+        sim: torch.Tensor | None = None,
+        other_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # x (B, Nm, d) and other (B, No, d) normalised; e (B, p); sim = E (B, Nm, No)
+        if self.mode == "token":
+            logits = sim / self.temperature  # (B, Nm, No)
+            best = sim
+            if other_mask is not None:
+                logits = logits.masked_fill(~other_mask[:, None, :], float("-inf"))
+                best = sim.masked_fill(~other_mask[:, None, :], float("-inf"))
+            partner = logits.softmax(-1) @ other  # (B, Nm, d)
+            x = x + best.amax(-1, keepdim=True).clamp(min=0.0) * partner  # (B, Nm, d)
+        h = F.gelu(self.fc1(x))  # (B, Nm, hidden)
+        if self.mode == "channel":
+            # a product of two unit vectors has entries ~1/p; p * e brings them to O(1) like
+            # every other layer's input, so W_s learns at the same pace as the rest
+            gamma, beta = self.film(e * e.shape[-1]).chunk(2, dim=-1)  # 2 x (B, hidden)
+            h = h * (1 + gamma[:, None, :]) + beta[:, None, :]
+        return self.drop(self.fc2(h))
+
+
+class SimilarityGuidedInteraction(nn.Module):
+    """One SIM layer, applied to both directions (text reads image, image reads text).
+
+    Both directions read the same layer input, so neither modality sees the other's update first.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        hidden: int,
+        embed_dim: int,
+        fine_similarity: str = "channel",
+        temperature: float = 0.1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.fine_similarity = fine_similarity
+        self.norm_attn_t, self.norm_attn_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn_t = FeatureInterpolationAttention(dim, num_heads, dropout)
+        self.attn_v = FeatureInterpolationAttention(dim, num_heads, dropout)
+        self.norm_ffn_t, self.norm_ffn_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        ffn = (dim, hidden, embed_dim, fine_similarity, temperature, dropout)
+        self.ffn_t = SimilarityAwareFeedForward(*ffn)
+        self.ffn_v = SimilarityAwareFeedForward(*ffn)
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        x_v: torch.Tensor,
+        text_mask: torch.Tensor,
+        image_present: torch.Tensor,
+        gate: torch.Tensor,
+        e: torch.Tensor,
+        return_similarity: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        n_t, n_v = self.norm_attn_t(x_t), self.norm_attn_v(x_v)
+        x_t, x_v = (
+            x_t + self.attn_t(n_t, n_v, gate, x_mask=text_mask),  # (B, Nt, d)
+            x_v + self.attn_v(n_v, n_t, gate, other_mask=text_mask),  # (B, Nv, d)
+        )
+        sim = None
+        if self.fine_similarity == "token" or return_similarity:
+            sim = token_similarity(x_t, x_v, text_mask, image_present)  # (B, Nt, Nv)
+        sim_v = None if sim is None else sim.transpose(1, 2)  # (B, Nv, Nt)
+        n_t, n_v = self.norm_ffn_t(x_t), self.norm_ffn_v(x_v)
+        x_t, x_v = (
+            x_t + self.ffn_t(n_t, e, n_v, sim),
+            x_v + self.ffn_v(n_v, e, n_t, sim_v, other_mask=text_mask),
+        )
+        return x_t, x_v, (sim if return_similarity else None)
+
+
+class TransformerLayer(nn.Module):
+    """A plain pre-LN layer within one modality: what the "no SIM" ablation has instead."""
+
+    def __init__(self, dim: int, num_heads: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_attn = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, dropout)
+        self.norm_ffn = nn.LayerNorm(dim)
+        self.ffn = FeedForward(dim, hidden, dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm_attn(x)
+        x = x + self.attn(h, h, mask)
+        return x + self.ffn(self.norm_ffn(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# SFM: Similarity-aware Fusion Module
+
+
+class CrossModalBlock(nn.Module):
+    """Bidirectional cross-attention with residual, then an FFN per modality (pre-LN)."""
+
+    def __init__(self, dim: int, num_heads: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_t, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.cross_t = Attention(dim, num_heads, dropout)  # text reads the image
+        self.cross_v = Attention(dim, num_heads, dropout)  # image reads the text
+        self.norm_ffn_t, self.norm_ffn_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.ffn_t = FeedForward(dim, hidden, dropout)
+        self.ffn_v = FeedForward(dim, hidden, dropout)
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        x_v: torch.Tensor,
+        text_mask: torch.Tensor,
+        image_present: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n_t, n_v = self.norm_t(x_t), self.norm_v(x_v)
+        to_image = self.cross_t(n_t, n_v)  # (B, Nt, d)
+        x_t = x_t + torch.where(image_present[:, None, None], to_image, 0.0)  # U_t
+        x_v = x_v + self.cross_v(n_v, n_t, text_mask)  # U_v (B, Nv, d)
+        x_t = x_t + self.ffn_t(self.norm_ffn_t(x_t))
+        x_v = x_v + self.ffn_v(self.norm_ffn_v(x_v))
+        return x_t, x_v
+
+
+class SimilarityAwareFusion(nn.Module):
+    """SFM: cross-attention blocks, pooling, and similarity-aware modality weights.
+
+    (pi_t, pi_v) = softmax(MLP([z_t; z_v; s])), f = pi_t z_t + pi_v z_v. Without weighting
+    (ablation) pi = (1/2, 1/2). A post without image always gets pi = (1, 0).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        hidden: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        weighting: bool = True,
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            CrossModalBlock(dim, num_heads, hidden, dropout) for _ in range(num_layers)
+        )
+        self.norm_t, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.weighting = None
+        if weighting:
+            self.weighting = nn.Sequential(
+                nn.Linear(2 * dim + 1, dim), nn.GELU(), nn.Linear(dim, 2)
+            )
+            # zero init: weights start at (1/2, 1/2), the no-weighting ablation, and move from there
+            nn.init.zeros_(self.weighting[-1].weight)
+            nn.init.zeros_(self.weighting[-1].bias)
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        x_v: torch.Tensor,
+        text_mask: torch.Tensor,
+        image_present: torch.Tensor,
+        s: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        for block in self.blocks:
+            x_t, x_v = block(x_t, x_v, text_mask, image_present)
+        z_t = masked_mean(self.norm_t(x_t), text_mask)  # (B, d)
+        z_v = self.norm_v(x_v[:, 0])  # CLS (B, d)
+        if self.weighting is not None:
+            pi = self.weighting(torch.cat([z_t, z_v, s[:, None]], dim=-1)).softmax(-1)  # (B, 2)
+        else:
+            pi = z_t.new_full((z_t.shape[0], 2), 0.5)
+        text_only = torch.tensor([1.0, 0.0], dtype=pi.dtype, device=pi.device)
+        pi = torch.where(image_present[:, None], pi, text_only)  # (B, 2)
+        f = pi[:, :1] * z_t + pi[:, 1:] * z_v  # (B, d)
+        return f, pi
+
+
+class ConcatFusion(nn.Module):
+    """Ablation of the SFM: pooled features concatenated and mixed by an MLP sized like the SFM."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm_t, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        x_v: torch.Tensor,
+        text_mask: torch.Tensor,
+        image_present: torch.Tensor,
+        s: torch.Tensor,
+    ) -> tuple[torch.Tensor, None]:
+        z_t = masked_mean(self.norm_t(x_t), text_mask)  # (B, d)
+        z_v = torch.where(image_present[:, None], self.norm_v(x_v[:, 0]), 0.0)  # (B, d)
+        return self.mlp(torch.cat([z_t, z_v], dim=-1)), None  # (B, d)
+
+
+# ----------------------------------------------------------------------------------------------
+# the model
+
+
+class SGMFT(nn.Module):
+    """Projection -> similarities -> SIM layers -> SFM -> classifier.
+
+    forward(batch) returns ModelOutput(logits, similarity s, gate a, modality_weights pi,
+    token_similarity E); E only for the token variant or when `return_token_similarity`.
+    """
+
+    def __init__(self, cfg: ModelConfig, dims: FeatureDims, num_classes: int) -> None:
+        super().__init__()
+        _check_config(cfg)
+        d, p = cfg.dim, dims.embed_dim
+        hidden = max(1, round(cfg.mlp_ratio * d))
+        self.fine_similarity = cfg.fine_similarity
+
+        # X_t = LN(text_tokens W_t), X_v = LN(image_tokens W_v)
+        self.text_proj = nn.Sequential(nn.Linear(dims.text_width, d), nn.LayerNorm(d))
+        self.image_proj = nn.Sequential(nn.Linear(dims.vision_width, d), nn.LayerNorm(d))
+
+        # gate a = sigmoid(k (s - b)); b = 0 until the trainer supplies the train-split median
+        self.gate_scale = self.gate_bias = None
+        if cfg.sim_layers > 0 and cfg.coarse_similarity:
+            bias = 0.0 if cfg.gate_bias_init is None else cfg.gate_bias_init
+            self.gate_scale = nn.Parameter(torch.tensor(float(cfg.gate_scale_init)))
+            self.gate_bias = nn.Parameter(torch.tensor(float(bias)))
+
+        # Every ablation gives the parameters it removes back as hidden width of the FFN or MLP
+        # that takes the removed block's place, so variants differ in structure, not in size.
+        def sim_layer(fine: str, width: int) -> SimilarityGuidedInteraction:
+            return SimilarityGuidedInteraction(
+                d, cfg.num_heads, width, p, fine, cfg.token_temperature, cfg.dropout
+            )
+
+        full_sim_layer = _param_count(lambda: sim_layer("channel", hidden))
+        self.sim = nn.ModuleList()
+        self.encoder_t = nn.ModuleList()
+        self.encoder_v = nn.ModuleList()
+        if cfg.sim_layers > 0:
+            width = hidden
+            if cfg.fine_similarity != "channel":
+                width = _matched_width(
+                    lambda w: sim_layer(cfg.fine_similarity, w), hidden, full_sim_layer
+                )
+            self.sim.extend(sim_layer(cfg.fine_similarity, width) for _ in range(cfg.sim_layers))
+        else:
+            # as many plain layers per modality as the default model has SIM layers
+            def plain_layer(w: int) -> TransformerLayer:
+                return TransformerLayer(d, cfg.num_heads, w, cfg.dropout)
+
+            width = _matched_width(plain_layer, hidden, full_sim_layer // 2)
+            num_layers = ModelConfig().sim_layers
+            self.encoder_t.extend(plain_layer(width) for _ in range(num_layers))
+            self.encoder_v.extend(plain_layer(width) for _ in range(num_layers))
+
+        def sfm(weighting: bool) -> SimilarityAwareFusion:
+            return SimilarityAwareFusion(
+                d, cfg.num_heads, hidden, cfg.fusion_layers, cfg.dropout, weighting
+            )
+
+        if cfg.fusion == "sfm":
+            self.fusion = sfm(cfg.similarity_weighting)
+        else:
+            width = _matched_width(
+                lambda w: ConcatFusion(d, w, cfg.dropout), hidden, _param_count(lambda: sfm(True))
+            )
+            self.fusion = ConcatFusion(d, width, cfg.dropout)
+
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d, num_classes))
+
+    def forward(self, batch: FeatureBatch, return_token_similarity: bool = False) -> ModelOutput:
+        present = batch.image_present.bool()  # (B,)
+        text_mask = _nonempty(batch.text_mask.bool())  # (B, Nt)
+
+        # Nothing downstream may read a missing image or text padding: zero them first (a where
+        # on the outputs alone would still let NaN/inf garbage leak into the gradients).
+        text_tokens = torch.where(text_mask[..., None], batch.text_tokens, 0.0)
+        image_tokens = torch.where(present[:, None, None], batch.image_tokens, 0.0)
+        image_embed = torch.where(present[:, None], batch.image_embed, 0.0)
+
+        x_t = self.text_proj(text_tokens)  # (B, Nt, d)
+        x_v = self.image_proj(image_tokens)  # (B, Nv, d)
+
+        u = F.normalize(batch.text_embed, dim=-1)  # (B, p)
+        w = F.normalize(image_embed, dim=-1)  # (B, p); zero without image
+        e = torch.where(present[:, None], u * w, 0.0)  # (B, p)
+        s = e.sum(-1)  # (B,) = cos(u, w)
+
+        gate = None
+        if len(self.sim) > 0:
+            if self.gate_scale is not None:
+                gate = torch.sigmoid(self.gate_scale * (s - self.gate_bias))  # (B,)
+            else:
+                gate = torch.full_like(s, 0.5)
+            gate = torch.where(present, gate, 0.0)  # no image: pure self-attention
+
+        want_sim = self.fine_similarity == "token" or return_token_similarity
+        sim = None
+        for i, layer in enumerate(self.sim):
+            last = i == len(self.sim) - 1
+            x_t, x_v, sim = layer(x_t, x_v, text_mask, present, gate, e, want_sim and last)
+        for layer_t, layer_v in zip(self.encoder_t, self.encoder_v, strict=True):
+            x_t, x_v = layer_t(x_t, text_mask), layer_v(x_v)
+        if want_sim and sim is None:
+            sim = token_similarity(x_t, x_v, text_mask, present)  # (B, Nt, Nv)
+
+        f, pi = self.fusion(x_t, x_v, text_mask, present, s)  # (B, d), (B, 2) or None
+        logits = self.head(f)  # (B, C)
+        return ModelOutput(
+            logits=logits, similarity=s, gate=gate, modality_weights=pi, token_similarity=sim
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_config(cfg: ModelConfig) -> None:
+    if cfg.dim <= 0 or cfg.num_heads <= 0 or cfg.dim % cfg.num_heads:
+        raise ConfigError(
+            f"model.dim={cfg.dim} must be a positive multiple of model.num_heads={cfg.num_heads}"
+        )
+    if cfg.fine_similarity not in FINE_SIMILARITY:
+        raise ConfigError(
+            f"model.fine_similarity={cfg.fine_similarity!r} is not one of {FINE_SIMILARITY}"
+        )
+    if cfg.fusion not in FUSION:
+        raise ConfigError(f"model.fusion={cfg.fusion!r} is not one of {FUSION}")
+    if cfg.sim_layers < 0 or cfg.fusion_layers < 0:
+        raise ConfigError("model.sim_layers and model.fusion_layers must be >= 0")
+    if not (cfg.token_temperature > 0 and math.isfinite(cfg.token_temperature)):
+        raise ConfigError(f"model.token_temperature={cfg.token_temperature} must be > 0")
+
+
+def _nonempty(text_mask: torch.Tensor) -> torch.Tensor:
+    """Treat the first slot of an all-padding text as real, so no attention row is all masked."""
+    first = torch.zeros_like(text_mask)
+    first[:, 0] = True
+    return text_mask | (first & ~text_mask.any(1, keepdim=True))
+
+
+def _param_count(build: Callable[[], nn.Module]) -> int:
+    # on the meta device: no memory, no initialisation, no draw from the random generator
+    with torch.device("meta"):
+        return sum(p.numel() for p in build().parameters())
+
+
+def _matched_width(build: Callable[[int], nn.Module], width: int, target: int) -> int:
+    """The hidden width at which `build(width)` has about `target` parameters."""
+    n0 = _param_count(lambda: build(width))
+    per_unit = _param_count(lambda: build(width + 1)) - n0
+    return max(1, width + round((target - n0) / per_unit))

@@ -1,0 +1,86 @@
+"""semloc extract POSTS --backbone DIR_OR_HUB_ID --out STORE
+
+Caches frozen CLIP features of every post into a feature store. Resumable: run the same command
+again after an interruption; a finished store is left as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from semloc.errors import SemlocError
+
+HELP = "cache frozen CLIP features of posts into a feature store (resumable)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from semloc.cli import add_config_arguments
+
+    parser.add_argument("posts", help="posts file (.csv, .jsonl or .parquet)")
+    parser.add_argument(
+        "--backbone",
+        metavar="DIR_OR_HUB_ID",
+        help="CLIP directory (save_pretrained format) or hub id; default: extract.backbone",
+    )
+    parser.add_argument("--out", required=True, metavar="STORE", help="feature store directory")
+    parser.add_argument(
+        "--allow-network",
+        action="store_true",
+        help="allow downloading the backbone from the Hugging Face hub (off: local files only)",
+    )
+    parser.add_argument(
+        "--image-policy",
+        choices=("text-only", "skip", "fail"),
+        help="what a missing or unusable image does (default: extract.image_policy, text-only)",
+    )
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from semloc.clip.extract import REPORT_FILE, extract_to_store
+    from semloc.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    ex = cfg.extract
+    if args.backbone:
+        ex.backbone = args.backbone
+    if args.allow_network:
+        ex.allow_network = True
+    if args.image_policy:
+        ex.image_policy = args.image_policy
+    if not ex.backbone:
+        raise SemlocError("no backbone given: pass --backbone DIR_OR_HUB_ID")
+    if ex.engine != "local":
+        raise SemlocError(
+            f"extract.engine={ex.engine!r} is not available in `semloc extract`; use "
+            "extract.engine=local"
+        )
+    result = extract_to_store(args.posts, args.out, ex, data_cfg=cfg.data)
+    m = result.manifest
+    info = m.get("extraction", {})
+    if result.already_complete:
+        print(f"{result.store} is already complete ({m['num_posts']} posts); nothing to do")
+        return 0
+    images = info.get("images", {})
+    problems = {k: v for k, v in images.items() if v and k not in ("present", "no_image")}
+    print(
+        f"wrote {m['num_posts']} posts in {len(m['shards'])} shard(s) to {result.store} "
+        f"({result.shards_written} shard(s) this run)"
+    )
+    print(
+        f"images: {images.get('present', 0)} used, {images.get('no_image', 0)} posts without one"
+        + (
+            f", {sum(problems.values())} unusable ("
+            + ", ".join(f"{k}: {v}" for k, v in problems.items())
+            + f"; policy {info.get('image_policy')}: {info.get('num_text_only', 0)} kept "
+            f"text-only, {info.get('num_skipped', 0)} skipped) - see {result.store / REPORT_FILE}"
+            if problems
+            else ""
+        )
+    )
+    if info.get("truncated_texts"):
+        print(
+            f"{info['truncated_texts']} text(s) longer than {info.get('max_text_tokens')} tokens "
+            "were truncated"
+        )
+    return 0

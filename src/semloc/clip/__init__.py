@@ -1,0 +1,1 @@
+"""Frozen CLIP: loading a Hugging Face checkpoint offline, encoding posts, caching features."""

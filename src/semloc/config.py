@@ -87,6 +87,7 @@ class ExtractConfig:
     engine: Literal["local", "ray"] = "local"
     ray_address: str = ""  # empty = start a local Ray instance
     progress: bool = True
+    device: str = "auto"  # where the towers run: auto (cuda when present) | cpu | cuda | cuda:N
 
 
 @dataclass

@@ -110,11 +110,16 @@ def train_run(
     model = build_model(cfg.model, store.dims, len(labels))
     num_params = sum(p.numel() for p in model.parameters())
     counts = np.bincount(store.label_codes[train_idx], minlength=len(labels))
-    train_sampler = dist.train_sampler(len(train_idx), cfg.train.seed) if dist else None
+    # train.batch_size is the global batch: under DDP each rank takes its share of every batch
+    batch_size = cfg.train.batch_size
+    train_sampler = None
+    if dist:
+        train_sampler = dist.train_sampler(len(train_idx), cfg.train.seed, batch_size)
+        batch_size = dist.local_batch_size(batch_size)
     train_loader = make_loader(
         store,
         train_idx,
-        cfg.train.batch_size,
+        batch_size,
         shuffle=True,
         seed=cfg.train.seed,
         num_workers=cfg.train.num_workers,

@@ -256,7 +256,10 @@ class Trainer:
             out = self.ddp_model(batch)
             loss = self.loss_fn(out.logits, batch.labels)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if self.dist is None:
+                loss.backward()
+            else:
+                (loss * self.dist.global_share(self._loss_denominator(batch))).backward()
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
@@ -270,6 +273,13 @@ class Trainer:
             total_loss, total_n = self.dist.sum_pair(total_loss, total_n)
         seconds = time.perf_counter() - t0
         return total_loss / max(1, total_n), total_n / max(seconds, 1e-9)
+
+    def _loss_denominator(self, batch: FeatureBatch) -> float:
+        # what the mean loss divides by (posts, or their class weights): DDP averages per-rank
+        # gradients, and weighting each rank by its share of this makes the step the global-batch
+        # mean that one process would take, even when the last batch splits unevenly
+        weight = self.loss_fn.weight
+        return float(weight[batch.labels].sum()) if weight is not None else float(len(batch))
 
     def _evaluate_dev(self) -> dict[str, Any]:
         preds = predict(self.model, self.dev_loader, self.device)

@@ -142,6 +142,8 @@ def train_run(
         },
         "feature_header": {k: store.manifest[k] for k in FINGERPRINT_KEYS},
         "feature_fingerprint": store.fingerprint,
+        # where the features' CLIP was loaded from: predict/serve load it again from there
+        "backbone_path": store.manifest.get("backbone_path"),
         "feature_manifest_sha256": store.manifest_sha256,
         "store_path": str(Path(store_path).resolve()),
         "num_params": num_params,

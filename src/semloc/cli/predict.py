@@ -28,6 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="all", help="only posts of this split (store input)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--backbone",
+        metavar="DIR_OR_HUB_ID",
+        help="posts input: the run's CLIP if it moved (must be the same weights)",
+    )
+    parser.add_argument(
+        "--image-policy",
+        choices=("text-only", "skip", "fail"),
+        help="posts input: what an unusable image does (default: extract.image_policy)",
+    )
     from semloc.cli import add_config_arguments
 
     add_config_arguments(parser)
@@ -60,10 +70,13 @@ def write_predictions(
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(cols)
-    best = probabilities.argmax(1)
     for i, pid in enumerate(ids):
-        row = [pid, labels[best[i]], *[f"{p:.6f}" for p in probabilities[i]]]
-        row += [f"{float(v[i]):.6f}" for _, v in extra_cols]
+        p = probabilities[i]
+        if np.isnan(p).any():  # a post the image policy skipped: listed, never dropped
+            row = [pid, "", *[""] * len(labels), *[""] * len(extra_cols)]
+        else:
+            row = [pid, labels[int(p.argmax())], *[f"{x:.6f}" for x in p]]
+            row += [f"{float(v[i]):.6f}" for _, v in extra_cols]
         if outcomes is not None:
             row.append(outcomes[i])
         w.writerow(row)
@@ -90,9 +103,22 @@ def run(args: argparse.Namespace) -> int:
         ids = [store.ids[i] for i in preds.index]
         write_predictions(args.output, ids, preds.probabilities, loaded.labels, preds.extras)
     elif src.is_file():
-        from semloc.predict_posts import predict_posts_file
+        from semloc.config import load_config
+        from semloc.inference import predict_posts_file
 
-        predict_posts_file(loaded, src, args.output, args)
+        cfg = load_config(args.config, args.overrides)
+        if args.image_policy:
+            cfg.extract.image_policy = args.image_policy
+        counts = predict_posts_file(
+            loaded,
+            src,
+            args.output,
+            extract_cfg=cfg.extract,
+            backbone_override=args.backbone,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+        print("posts: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     else:
         raise SemlocError(f"{src} does not exist")
     print(f"predictions written to {args.output}")

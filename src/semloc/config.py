@@ -92,14 +92,19 @@ class ExtractConfig:
 
 @dataclass
 class ServeConfig:
-    host: str = "127.0.0.1"
+    """`semloc serve`: where it listens, how requests are batched, what uploads it accepts."""
+
+    host: str = "127.0.0.1"  # loopback by default: exposing the server is an explicit choice
     port: int = 8000
-    max_batch_size: int = 32
-    max_wait_ms: float = 5.0
-    max_upload_bytes: int = 10_000_000
-    max_image_pixels: int = 40_000_000
+    max_batch_size: int = 32  # posts per model call (CLIP + model); 1 turns micro-batching off
+    max_wait_ms: float = 5.0  # how long a lone request may wait for others to join its batch
+    max_upload_bytes: int = 10_000_000  # body of POST /predict, and each image of a batch
+    max_image_pixels: int = 40_000_000  # width x height, checked on the header (bombs)
     max_text_chars: int = 5000
-    max_batch_posts: int = 64
+    max_batch_posts: int = 64  # posts in one POST /predict/batch
+    max_batch_request_bytes: int = 100_000_000  # body of POST /predict/batch (base64 JSON)
+    backbone: str = ""  # CLIP directory; empty = the one the run's features were extracted with
+    device: str = "auto"  # where CLIP and the model run: auto (cuda when present) | cpu | cuda:N
 
 
 @dataclass

@@ -126,41 +126,52 @@ def zero_shot_logits(
     return LOGIT_SCALE * np.where(pooled.image_present[:, None], with_image, text)
 
 
-def text_encoder_for_store(store: FeatureStore, device: str = "cpu") -> EncodeTexts:
-    """The text tower of the CLIP that extracted `store`, loaded from local files only."""
+def text_encoder_for_store(
+    store: FeatureStore, device: str = "cpu", batch_size: int = 256
+) -> EncodeTexts:
+    """The text tower of the CLIP that extracted `store`, loaded from local files only.
+
+    It is looked up where extraction loaded it from (`backbone_path`, else its name) and must
+    have the same weights and tokenizer, and the same compute dtype, as the stored features."""
+    from semloc.clip.backbone import load_backbone
+
     backbone = store.manifest.get("backbone") or {}
-    source = backbone.get("path") or backbone.get("name")
+    source = store.manifest.get("backbone_path") or backbone.get("name")
     if not source:
         raise SemlocError(f"feature store {store.root} records no backbone; zero-shot needs it")
     try:
-        from semloc.clip.backbone import load_backbone
-    except ImportError:
-        raise SemlocError(
-            "zero-shot needs the CLIP text tower, and this semloc has no backbone loader "
-            "(semloc.clip.backbone)"
-        ) from None
-    try:
-        model = load_backbone(source, allow_network=False, device=device)
+        model = load_backbone(
+            source,
+            allow_network=False,
+            device=device,
+            bf16=backbone.get("compute_dtype") == "bfloat16",
+        )
     except (SemlocError, OSError, ValueError) as e:
         raise SemlocError(
             f"zero-shot needs the text tower of the CLIP that extracted {store.root} "
             f"(backbone {source!r}), and it cannot be loaded: {e}"
         ) from None
-    want = backbone.get("weights_sha256")
-    have = getattr(model, "weights_sha256", None)
-    if want and have and want != have:
-        raise SemlocError(
-            f"backbone {source!r} has weights {have[:12]}…, but {store.root} was extracted with "
-            f"{want[:12]}…; its class embeddings would not match the stored features"
-        )
+    want = {
+        "weights": backbone.get("weights_sha256"),
+        "tokenizer": (store.manifest.get("preprocessing") or {}).get("tokenizer_sha256"),
+    }
+    have = {"weights": model.weights_sha256, "tokenizer": model.tokenizer_sha256}
+    for what in want:
+        if want[what] and have[what] != want[what]:
+            raise SemlocError(
+                f"backbone {source!r} has other {what} ({have[what][:12]}…) than the CLIP that "
+                f"extracted {store.root} ({want[what][:12]}…); its class embeddings would not "
+                "match the stored features"
+            )
 
     def encode_texts(texts: list[str]) -> np.ndarray:
-        _, embeds, truncated = model.encode_texts(texts)
-        if np.any(np.asarray(truncated)):
-            log.warning("some zero-shot prompts were truncated to the text tower's length")
-        if hasattr(embeds, "detach"):
-            embeds = embeds.detach().float().cpu().numpy()
-        return np.asarray(embeds, dtype=np.float32)
+        embeds = []
+        for start in range(0, len(texts), batch_size):
+            _, chunk, truncated = model.encode_texts(texts[start : start + batch_size])
+            if any(truncated):
+                log.warning("some zero-shot prompts were truncated to the text tower's length")
+            embeds.append(np.asarray(chunk, dtype=np.float32))
+        return np.concatenate(embeds) if embeds else np.zeros((0, store.dims.embed_dim))
 
     return encode_texts
 

@@ -1,0 +1,191 @@
+"""The report of an experiment grid: the results table (Markdown for people, CSV for programs)
+and its plot. Rows are (store, model) aggregates as `semloc.experiment.collect` makes them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from semloc.io import atomic_path, atomic_write_text
+from semloc.metrics import SUMMARY_KEYS, format_mean_std
+
+if TYPE_CHECKING:
+    from semloc.experiment import Grid
+
+Rows = list[dict[str, Any]]
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, s = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{s:02d}s"
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m"
+
+
+def _params(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+def _cell_text(row: dict[str, Any], key: str) -> str:
+    entry = row.get(key)
+    if entry is None:
+        return "–"
+    if row["runs"] == 1:  # one run has no spread to report (sample std is undefined)
+        return f"{entry['mean'] * 100:.2f}"
+    return format_mean_std(entry)
+
+
+def results_markdown(grid: Grid, rows: Rows) -> str:
+    """The table people read: percentages as mean ± sample std over seeds; best macro-F1 bold."""
+    lines = [
+        f"# {grid.name}",
+        "",
+        f"Split `{grid.split}`; mean ± sample std (ddof=1) over seeds {grid.seeds} in percent; "
+        "checkpoints selected on dev macro-F1. Training-free baselines are deterministic "
+        "(one run). Train time: mean per run.",
+        "",
+    ]
+    series = grid.is_series
+    head = ["model", "runs", "macro-F1", "accuracy", "weighted-F1", "params", "train time"]
+    if series or len(grid.stores) > 1:
+        head.insert(0, grid.x_label if series else "store")
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for store in grid.stores:
+        store_rows = [r for r in rows if r["store"] == store.key]
+        best = max((r["macro_f1"]["mean"] for r in store_rows), default=None)
+        for r in store_rows:
+            f1 = _cell_text(r, "macro_f1")
+            if best is not None and r["macro_f1"]["mean"] == best and len(store_rows) > 1:
+                f1 = f"**{f1}**"
+            cells = [
+                r["model"],
+                str(r["runs"]),
+                f1,
+                _cell_text(r, "accuracy"),
+                _cell_text(r, "weighted_f1"),
+                _params(r["num_params"]),
+                format_duration(r["train_seconds"]),
+            ]
+            if series or len(grid.stores) > 1:
+                cells.insert(0, f"{store.x:g}" if series and store.x is not None else store.key)
+            lines.append("| " + " | ".join(cells) + " |")
+    if series:
+        xs = list(grid.stores)
+        lines += [
+            "",
+            f"Macro-F1 (%) against {grid.x_label}:",
+            "",
+            "| model | " + " | ".join(f"{s.x:g}" for s in xs) + " |",
+            "|" + "---|" * (len(xs) + 1),
+        ]
+        for model in grid.models:
+            cells = []
+            for s in xs:
+                r = next(
+                    (r for r in rows if r["store"] == s.key and r["model"] == model.name), None
+                )
+                cells.append(_cell_text(r, "macro_f1") if r else "–")
+            lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = [
+    "store",
+    "x",
+    "model",
+    "kind",
+    "runs",
+    *[f"{k}_{stat}" for k in SUMMARY_KEYS for stat in ("mean", "std")],
+    "num_params",
+    "train_seconds_mean",
+    "store_path",
+]
+
+
+def results_csv(rows: Rows) -> str:
+    """Fractions (not percent), one row per (store, model); std empty for a single run."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        out = {k: r.get(k) for k in ("store", "x", "model", "kind", "runs", "num_params")}
+        out["x"] = "" if r["x"] is None else r["x"]
+        out["store_path"] = r["store_path"]
+        out["train_seconds_mean"] = r["train_seconds"]
+        for k in SUMMARY_KEYS:
+            entry = r.get(k)
+            out[f"{k}_mean"] = entry["mean"] if entry else ""
+            out[f"{k}_std"] = entry["std"] if entry and r["runs"] > 1 else ""
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+def write_tables(grid: Grid, rows: Rows, out: Path) -> dict[str, Path]:
+    """OUT/results.md and OUT/results.csv, each written atomically."""
+    atomic_write_text(out / "results.md", results_markdown(grid, rows))
+    atomic_write_text(out / "results.csv", results_csv(rows))
+    return {"markdown": out / "results.md", "csv": out / "results.csv"}
+
+
+def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
+    """Bar chart of macro-F1 per model (one store), or macro-F1 against x (a series)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if grid.is_series:
+        path = out / "noise.png"
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for model in grid.models:
+            pts = sorted(
+                (r["x"], r["macro_f1"]["mean"], r["macro_f1"]["std"])
+                for r in rows
+                if r["model"] == model.name and r["x"] is not None
+            )
+            if not pts:
+                continue
+            x, mean, std = (list(v) for v in zip(*pts, strict=True))
+            (line,) = ax.plot(x, mean, marker="o", label=model.name)
+            lo = [m - s for m, s in zip(mean, std, strict=True)]
+            hi = [m + s for m, s in zip(mean, std, strict=True)]
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.set_xlabel(grid.x_label)
+        ax.set_ylabel(f"{grid.split} macro-F1")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, ncol=2)
+        ax.set_title(f"{grid.name}: macro-F1 (mean ± std over seeds)")
+    else:
+        path = out / "results.png"
+        names = [r["model"] for r in rows]
+        means = [r["macro_f1"]["mean"] for r in rows]
+        stds = [r["macro_f1"]["std"] for r in rows]
+        fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(rows) + 2), 4.5))
+        colors = ["tab:orange" if r["kind"] != "train" else "tab:blue" for r in rows]
+        ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
+        for i, (m, sd) in enumerate(zip(means, stds, strict=True)):  # above the error bar
+            ax.text(i, m + sd + 0.01, f"{m * 100:.1f}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right")
+        ax.set_ylabel(f"{grid.split} macro-F1")
+        ax.set_ylim(0, 1.05)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(f"{grid.name}: macro-F1 (mean ± std over seeds)")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,19 @@
+"""`semloc serve`: an HTTP API and a web page over one trained run.
+
+`create_app(run_dir, cfg)` (in `semloc.serve.app`) loads the checkpoint and the CLIP its features
+came from; `MicroBatcher` (in `semloc.serve.batcher`) groups concurrent requests into one model
+call. FastAPI is imported only by `semloc.serve.app`, so the batcher works without the serve
+extra.
+"""
+
+from semloc.serve.batcher import MicroBatcher
+
+__all__ = ["MicroBatcher", "create_app"]
+
+
+def __getattr__(name: str):  # create_app on demand: importing FastAPI costs a second
+    if name == "create_app":
+        from semloc.serve.app import create_app
+
+        return create_app
+    raise AttributeError(name)

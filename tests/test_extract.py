@@ -345,6 +345,12 @@ def test_cli_reports_fail_and_invalid_posts_without_traceback(
 # on-the-fly featurisation
 
 
+def _close(a: torch.Tensor, b: torch.Tensor) -> None:
+    # a batch of other composition (other padding, other batch size) moves fp32 results by
+    # ~1e-6, which can tip a value across a float16 rounding boundary: one float16 step at most
+    torch.testing.assert_close(a, b, rtol=2e-3, atol=1e-4)
+
+
 def test_featurize_equals_what_extraction_stores(tmp_path: Path, tiny_backbone) -> None:
     posts_path = write_posts(tmp_path, 9, image_every=2, special={3: "img/missing.jpg"})
     extract_to_store(posts_path, tmp_path / "s", _cfg(dtype="float16"), backbone=tiny_backbone)
@@ -353,9 +359,13 @@ def test_featurize_equals_what_extraction_stores(tmp_path: Path, tiny_backbone) 
     batch, outcomes = featurize_posts(table.records, table.base_dir, tiny_backbone,
                                       _cfg(dtype="float16"))  # fmt: skip
     stored = store.batch(np.arange(len(store)))
-    for name in ("text_tokens", "text_mask", "image_tokens", "image_present", "text_embed",
-                 "image_embed"):  # fmt: skip
-        assert torch.equal(getattr(batch, name), getattr(stored, name)), name
+    assert torch.equal(batch.text_mask, stored.text_mask)
+    assert torch.equal(batch.image_present, stored.image_present)
+    for name in ("text_tokens", "image_tokens", "text_embed", "image_embed"):
+        _close(getattr(batch, name), getattr(stored, name))
+        # rounded through float16 like the store: exactly representable in float16
+        x = getattr(batch, name)
+        assert torch.equal(x, x.half().float())
     assert [o.status for o in outcomes].count("text_only") == 1
     assert outcomes[3].reason == "missing" and outcomes[3].row == 4
 
@@ -364,8 +374,8 @@ def test_featurize_equals_what_extraction_stores(tmp_path: Path, tiny_backbone) 
     raw = (table.base_dir / post.image).read_bytes()
     one, outcome = featurize_one(post.text, raw, tiny_backbone, _cfg(dtype="float16"))
     assert outcome.status == "ok"
-    assert torch.equal(one.image_embed[0], stored.image_embed[2])
-    assert torch.equal(one.text_tokens[0], stored.text_tokens[2][: one.text_tokens.shape[1]])
+    _close(one.image_embed[0], stored.image_embed[2])
+    _close(one.text_tokens[0], stored.text_tokens[2][: one.text_tokens.shape[1]])
     pil = Image.open(table.base_dir / post.image)
     via_pil, _ = featurize_inputs([(post.text, pil)], tiny_backbone, _cfg(dtype="float16"))
     assert torch.equal(via_pil.image_tokens, one.image_tokens)

@@ -30,6 +30,7 @@ mixed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -424,6 +425,7 @@ class Backbone:
         self.weights_sha256 = weights_sha256
         self.tokenizer_sha256 = tokenizer_sha256
         self.bf16 = bf16
+        self._bf16_model: Any = None
         cfg = model.config
         self.image_size = int(cfg.vision_config.image_size)
         patch = int(cfg.vision_config.patch_size)
@@ -502,6 +504,21 @@ class Backbone:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def _towers(self) -> Any:
+        """The model to run: the fp32 one, or under bf16 a copy whose matmul weights are stored
+        in bf16. Autocast would otherwise re-cast every weight on every call (a third of the
+        vision tower's time on CPU); the numbers are the same, as autocast rounds identically.
+        Norms and embeddings stay fp32, as under autocast. Costs half the model's size again."""
+        if not self.bf16:
+            return self.model
+        if self._bf16_model is None:
+            model = copy.deepcopy(self.model)
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
+                    module.to(torch.bfloat16)
+            self._bf16_model = model
+        return self._bf16_model
+
     @torch.inference_mode()
     def encode_token_ids(
         self, token_ids: Sequence[Sequence[int]]
@@ -522,9 +539,10 @@ class Backbone:
             ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
             mask[i, : len(row)] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
+        model = self._towers()
         with self._autocast():
-            out = self.model.text_model(input_ids=ids, attention_mask=mask)
-            embed = self.model.text_projection(out.pooler_output)  # (B, p)
+            out = model.text_model(input_ids=ids, attention_mask=mask)
+            embed = model.text_projection(out.pooler_output)  # (B, p)
         hidden = out.last_hidden_state.float().cpu().numpy()  # (B, Nt, d_t)
         tokens = [hidden[i, :k].copy() for i, k in enumerate(lengths)]
         return tokens, embed.float().cpu().numpy()
@@ -553,9 +571,9 @@ class Backbone:
                 np.zeros((0, d["num_image_tokens"], d["vision_width"]), np.float32),
                 np.zeros((0, d["embed_dim"]), np.float32),
             )
-        vision = self.model.vision_model
+        model = self._towers()
         with self._autocast():
-            out = vision(pixel_values=pixels.to(self.device))
-            tokens = vision.post_layernorm(out.last_hidden_state)  # (B, Nv, d_v)
-            embed = self.model.visual_projection(tokens[:, 0])  # (B, p)
+            out = model.vision_model(pixel_values=pixels.to(self.device))
+            tokens = model.vision_model.post_layernorm(out.last_hidden_state)  # (B, Nv, d_v)
+            embed = model.visual_projection(tokens[:, 0])  # (B, p)
         return tokens.float().cpu().numpy(), embed.float().cpu().numpy()

@@ -1,7 +1,8 @@
 """Posts -> frozen CLIP features: the resumable store extraction, and on-the-fly featurisation.
 
-Both go through one code path (`_load_post` in worker processes, `_encode_batch` in the main
-process), so features computed on the fly for `predict`/`serve` are the ones extraction writes.
+Both go through one code path (`_load_post` in worker processes, `_encode_images` and
+`_encode_texts` in the main process), so features computed on the fly for `predict`/`serve` are
+the ones extraction writes.
 
 Extraction (`extract_to_store`):
 
@@ -9,8 +10,9 @@ Extraction (`extract_to_store`):
   [k * shard_size, (k + 1) * shard_size) that were not skipped. Shards are defined over input
   positions, not over surviving posts, so a resumed run cuts exactly the same shards;
 * image decoding, resizing and tokenisation run in `extract.num_workers` DataLoader worker
-  processes, prefetching while the main process runs the towers; batches never cross a shard,
-  and each is padded only to its longest text;
+  processes, prefetching while the main process runs the vision tower batch by batch (batches
+  never cross a shard). The text tower runs once per shard on its texts sorted by length, in
+  batches padded only to their longest text, so almost no compute goes into padding;
 * a shard is committed atomically (`FeatureStoreWriter.write_shard`), after its per-shard outcome
   record (image problems, truncations) has been written, so a run killed at any point (kill -9
   included) and restarted with the same command skips the committed shards and ends with the
@@ -21,7 +23,11 @@ Extraction (`extract_to_store`):
 
 On-the-fly (`featurize_posts`, `featurize_inputs`, `featurize_one`) returns a `FeatureBatch`.
 Stores hold float16 by default; these functions round through the same storage dtype (`dtype`,
-default `cfg.dtype`) so a served prediction equals the offline prediction on the stored features.
+default `cfg.dtype`) so a served prediction sees the numbers the model saw offline. One caveat:
+CPU/GPU matmuls give results that depend on the batch's shape in the last bits (~1e-6 in fp32),
+so a post encoded in a batch of different composition (other padding length, other batch size)
+can land one float16 step away in a few elements; extraction itself always forms the same
+batches, so a resumed store is bit-identical.
 """
 
 from __future__ import annotations
@@ -99,14 +105,15 @@ class _Batch:
 
 @dataclass
 class _Encoded:
-    """Features of the kept posts of a batch, in input order."""
+    """Features of kept posts, in input order (texts are filled in by `_encode_texts`)."""
 
     indices: list[int] = field(default_factory=list)
-    text_tokens: list[np.ndarray] = field(default_factory=list)
-    text_embed: list[np.ndarray] = field(default_factory=list)
+    token_ids: list[list[int]] = field(default_factory=list)
     image_tokens: list[np.ndarray] = field(default_factory=list)
     image_embed: list[np.ndarray] = field(default_factory=list)
     image_present: list[bool] = field(default_factory=list)
+    text_tokens: list[np.ndarray] = field(default_factory=list)
+    text_embed: list[np.ndarray] = field(default_factory=list)
 
     def extend(self, other: _Encoded) -> None:
         for name in self.__dataclass_fields__:
@@ -194,13 +201,13 @@ def _iterate(source: _PostSource, batches: list[list[int]], num_workers: int) ->
 # encoding (main process)
 
 
-def _encode_batch(
+def _encode_images(
     backbone: Backbone,
     batch: _Batch,
     policy: str,
     outcomes: dict[int, PostOutcome],
 ) -> _Encoded:
-    """Apply the image policy to a loaded batch, then run both towers on what is kept.
+    """Apply the image policy to a loaded batch, then run the vision tower on what is kept.
 
     `outcomes` (index -> outcome, prefilled with id/row/image) is updated in place.
     """
@@ -233,17 +240,15 @@ def _encode_batch(
     enc = _Encoded()
     if not kept:
         return enc
-    tokens, text_embed = backbone.encode_token_ids([it.token_ids for it in kept])
     with_image = [r for r in pixel_rows if r >= 0]
     image_tokens, image_embed = backbone.encode_pixels(batch.pixels[with_image])
     d = backbone.dims
     zero_tokens = np.zeros((d["num_image_tokens"], d["vision_width"]), np.float32)
     zero_embed = np.zeros((d["embed_dim"],), np.float32)
     j = 0
-    for i, (it, r) in enumerate(zip(kept, pixel_rows, strict=True)):
+    for it, r in zip(kept, pixel_rows, strict=True):
         enc.indices.append(it.index)
-        enc.text_tokens.append(tokens[i])
-        enc.text_embed.append(text_embed[i])
+        enc.token_ids.append(it.token_ids)
         if r >= 0:
             enc.image_tokens.append(image_tokens[j])
             enc.image_embed.append(image_embed[j])
@@ -253,6 +258,20 @@ def _encode_batch(
             enc.image_embed.append(zero_embed)
         enc.image_present.append(r >= 0)
     return enc
+
+
+def _encode_texts(backbone: Backbone, enc: _Encoded, batch_size: int) -> None:
+    """Run the text tower on all texts of `enc`, sorted by length so each batch pads little."""
+    n = len(enc.token_ids)
+    order = sorted(range(n), key=lambda i: (len(enc.token_ids[i]), i))
+    tokens: list[np.ndarray] = [None] * n  # type: ignore[list-item]
+    embeds: list[np.ndarray] = [None] * n  # type: ignore[list-item]
+    for start in range(0, n, batch_size):
+        rows = order[start : start + batch_size]
+        t, e = backbone.encode_token_ids([enc.token_ids[i] for i in rows])
+        for j, i in enumerate(rows):
+            tokens[i], embeds[i] = t[j], e[j]
+    enc.text_tokens, enc.text_embed = tokens, embeds
 
 
 def _stack(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
@@ -293,8 +312,10 @@ def bf16_agreement(backbone: Backbone, token_ids: Sequence[Sequence[int]], pixel
 BF16_MIN_COSINE = 0.999
 
 
-def _check_bf16(backbone: Backbone, batch: _Batch) -> None:
-    cos = bf16_agreement(backbone, [it.token_ids for it in batch.items], batch.pixels)
+def _check_bf16(backbone: Backbone, batch: _Batch, sample: int = 4) -> None:
+    # a few posts suffice to catch a backbone that bf16 breaks; more would cost fp32 passes
+    ids = [it.token_ids for it in batch.items[:sample]]
+    cos = bf16_agreement(backbone, ids, batch.pixels[:sample])
     if cos < BF16_MIN_COSINE:
         raise SemlocError(
             f"bf16 features of this backbone disagree with fp32 (lowest cosine {cos:.5f} < "
@@ -346,7 +367,8 @@ def _featurize(
     by_index = {o.index: o for o in outcomes}
     enc = _Encoded()
     for batch in _iterate(source, batches, cfg.num_workers):
-        enc.extend(_encode_batch(backbone, batch, cfg.image_policy, by_index))
+        enc.extend(_encode_images(backbone, batch, cfg.image_policy, by_index))
+    _encode_texts(backbone, enc, size)
     return _to_feature_batch(enc, backbone, dtype or cfg.dtype), outcomes
 
 
@@ -597,11 +619,12 @@ def extract_to_store(
             k = batch.items[0].index // size
             if k != current:
                 raise AssertionError("batches arrived out of shard order")
-            shard_enc.extend(_encode_batch(backbone, batch, cfg.image_policy, outcomes))
+            shard_enc.extend(_encode_images(backbone, batch, cfg.image_policy, outcomes))
             progress.update(len(batch.items))
             last_index = batch.items[-1].index
             if last_index == min((k + 1) * size, len(posts)) - 1:
                 start, stop = k * size, min((k + 1) * size, len(posts))
+                _encode_texts(backbone, shard_enc, cfg.batch_size)
                 rec = _shard_record(k, start, stop, [outcomes[i] for i in range(start, stop)])
                 # the record first: a committed shard always has one (a record without its
                 # shard is simply rewritten by the resumed run)

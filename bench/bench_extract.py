@@ -3,8 +3,8 @@
     python bench/bench_extract.py [--posts 256] [--naive-posts 48] [--profile]
 
 Measured in one run, so machine drift cancels out:
-  * posts/s of the real extraction path (`extract_to_store`: batched, texts sorted by length and
-    padded per batch, workers decoding images, bf16) vs a naive loop (one post at a time, fp32,
+  * posts/s of the real extraction path (`extract_to_store`: batched, each batch padded to its
+    longest text, workers decoding images, bf16) vs a naive loop (one post at a time, fp32,
     text padded to 77 tokens, `CLIPProcessor` called per post); target >= 3x;
   * GFLOP/s of the vision tower (FLOPs counted by torch's FlopCounterMode) vs this machine's
     2048x2048 matmul peak in fp32 and bf16; target >= 50% of the bf16 peak.

@@ -1,8 +1,8 @@
 """Posts -> frozen CLIP features: the resumable store extraction, and on-the-fly featurisation.
 
-Both go through one code path (`_load_post` in worker processes, `_encode_images` and
-`_encode_texts` in the main process), so features computed on the fly for `predict`/`serve` are
-the ones extraction writes.
+Both go through one code path (`_load_post` in worker processes, `_encode_batch` in the main
+process), so features computed on the fly for `predict`/`serve` are the ones extraction writes.
+(`semloc.scale.ray_extract` runs the same two functions in Ray tasks and actors.)
 
 Extraction (`extract_to_store`):
 
@@ -10,9 +10,8 @@ Extraction (`extract_to_store`):
   [k * shard_size, (k + 1) * shard_size) that were not skipped. Shards are defined over input
   positions, not over surviving posts, so a resumed run cuts exactly the same shards;
 * image decoding, resizing and tokenisation run in `extract.num_workers` DataLoader worker
-  processes, prefetching while the main process runs the vision tower batch by batch (batches
-  never cross a shard). The text tower runs once per shard on its texts sorted by length, in
-  batches padded only to their longest text, so almost no compute goes into padding;
+  processes, prefetching while the main process runs the towers; batches are `batch_size`
+  consecutive posts that never cross a shard, and each is padded only to its longest text;
 * a shard is committed atomically (`FeatureStoreWriter.write_shard`), after its per-shard outcome
   record (image problems, truncations) has been written, so a run killed at any point (kill -9
   included) and restarted with the same command skips the committed shards and ends with the
@@ -105,7 +104,7 @@ class _Batch:
 
 @dataclass
 class _Encoded:
-    """Features of kept posts, in input order (texts are filled in by `_encode_texts`)."""
+    """Features of kept posts, in input order."""
 
     indices: list[int] = field(default_factory=list)
     token_ids: list[list[int]] = field(default_factory=list)
@@ -207,10 +206,7 @@ def _encode_images(
     policy: str,
     outcomes: dict[int, PostOutcome],
 ) -> _Encoded:
-    """Apply the image policy to a loaded batch, then run the vision tower on what is kept.
-
-    `outcomes` (index -> outcome, prefilled with id/row/image) is updated in place.
-    """
+    """The image policy and the vision tower: an `_Encoded` without text features yet."""
     kept: list[_Loaded] = []
     pixel_rows: list[int] = []  # row in batch.pixels of each kept item with an image, else -1
     cursor = 0
@@ -260,18 +256,21 @@ def _encode_images(
     return enc
 
 
-def _encode_texts(backbone: Backbone, enc: _Encoded, batch_size: int) -> None:
-    """Run the text tower on all texts of `enc`, sorted by length so each batch pads little."""
-    n = len(enc.token_ids)
-    order = sorted(range(n), key=lambda i: (len(enc.token_ids[i]), i))
-    tokens: list[np.ndarray] = [None] * n  # type: ignore[list-item]
-    embeds: list[np.ndarray] = [None] * n  # type: ignore[list-item]
-    for start in range(0, n, batch_size):
-        rows = order[start : start + batch_size]
-        t, e = backbone.encode_token_ids([enc.token_ids[i] for i in rows])
-        for j, i in enumerate(rows):
-            tokens[i], embeds[i] = t[j], e[j]
-    enc.text_tokens, enc.text_embed = tokens, embeds
+def _encode_batch(
+    backbone: Backbone,
+    batch: _Batch,
+    policy: str,
+    outcomes: dict[int, PostOutcome],
+) -> _Encoded:
+    """Apply the image policy to a loaded batch, then run both towers on the posts it keeps.
+
+    `outcomes` (index -> outcome, prefilled with id/row/image) is updated in place.
+    """
+    enc = _encode_images(backbone, batch, policy, outcomes)
+    if enc.indices:
+        tokens, embeds = backbone.encode_token_ids(enc.token_ids)  # padded to the longest
+        enc.text_tokens, enc.text_embed = tokens, list(embeds)
+    return enc
 
 
 def _stack(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
@@ -367,8 +366,7 @@ def _featurize(
     by_index = {o.index: o for o in outcomes}
     enc = _Encoded()
     for batch in _iterate(source, batches, cfg.num_workers):
-        enc.extend(_encode_images(backbone, batch, cfg.image_policy, by_index))
-    _encode_texts(backbone, enc, size)
+        enc.extend(_encode_batch(backbone, batch, cfg.image_policy, by_index))
     return _to_feature_batch(enc, backbone, dtype or cfg.dtype), outcomes
 
 
@@ -619,12 +617,11 @@ def extract_to_store(
             k = batch.items[0].index // size
             if k != current:
                 raise AssertionError("batches arrived out of shard order")
-            shard_enc.extend(_encode_images(backbone, batch, cfg.image_policy, outcomes))
+            shard_enc.extend(_encode_batch(backbone, batch, cfg.image_policy, outcomes))
             progress.update(len(batch.items))
             last_index = batch.items[-1].index
             if last_index == min((k + 1) * size, len(posts)) - 1:
                 start, stop = k * size, min((k + 1) * size, len(posts))
-                _encode_texts(backbone, shard_enc, cfg.batch_size)
                 rec = _shard_record(k, start, stop, [outcomes[i] for i in range(start, stop)])
                 # the record first: a committed shard always has one (a record without its
                 # shard is simply rewritten by the resumed run)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if TYPE_CHECKING:
+    from semloc.clip.backbone import Backbone
 
 TOKENIZER_TEXTS = [
     "a cozy coffee shop with latte art and friends",
@@ -50,7 +53,8 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_backbone(tiny_clip_dir: Path):
+def tiny_backbone(tiny_clip_dir: Path) -> Backbone:
+    """The tiny CLIP loaded through `load_backbone`, fp32 (shared: don't leave bf16 switched on)."""
     from semloc.clip.backbone import load_backbone
 
     return load_backbone(tiny_clip_dir)

@@ -1,0 +1,606 @@
+"""Feature extraction and batch prediction on Ray Data: the same store, many machines.
+
+    semloc extract POSTS --backbone CLIP --out STORE extract.engine=ray [extract.ray_address=...]
+
+The pipeline, one row per CLIP batch::
+
+    driver: read + validate the posts (the local reader), cut shards and batches as the local path
+      -> Ray tasks:  tokenize, decode and resize the images of one batch     (`_load_post`)
+      -> actor pool: one CLIP per actor (a GPU each when the cluster has GPUs) encodes the batch
+                     and applies the image policy                           (`_encode_batch`)
+      -> driver: collects the batches of a shard, commits it atomically      (`FeatureStoreWriter`)
+
+Identical to the single-process path by construction: the per-batch functions are the ones
+`semloc.clip.extract` runs, the shards are the same input-position ranges, and the batches are the
+same index lists (CLIP batches never cross a shard), so each float is computed from the same
+inputs in the same batch. Shards arrive in any order and are committed by name; the manifest is
+written once every shard is there. Idempotent per shard: a run that dies (driver, worker, or a
+`fail` image policy) keeps its committed shards, and the same command completes the missing ones
+only. A store may even be started by one engine and finished by the other.
+
+Inputs: one posts file (exactly the local semantics, including the recorded posts hash), or a
+directory / glob of CSV, JSONL or Parquet files, read in sorted path order as if concatenated
+(images relative to their own file; a seeded split, when no file has a split column, is made over
+all of them).
+
+On a cluster every node must see the backbone directory, the images and the output directory at
+the same paths (a shared file system), and have semloc installed; see docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import logging
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from semloc.clip.backbone import Backbone, load_backbone
+from semloc.clip.extract import (
+    REPORT_FILE,
+    STATE_DIR,
+    ExtractionResult,
+    ImageError,
+    PostOutcome,
+    _check_bf16,
+    _check_run_record,
+    _collate,
+    _encode_batch,
+    _Encoded,
+    _load_post,
+    _progress,
+    _run_record,
+    _shard_data,
+    _shard_record,
+    _summarise,
+    _to_feature_batch,
+)
+from semloc.config import DataConfig, ExtractConfig
+from semloc.data.records import FORMATS, Post, assign_splits, read_posts
+from semloc.errors import DataError, SemlocError
+from semloc.features.store import FeatureStoreWriter
+from semloc.io import atomic_write_json, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs
+
+
+@dataclass
+class PostInputs:
+    """Validated posts of one or more files, in input order."""
+
+    posts: list[Post]
+    images: list[Path | None]  # resolved image path of each post
+    files: list[Path]
+    sha256: str  # of the single file, or of its `name sha256` lines for several
+
+    def record(self, cfg: ExtractConfig, data_cfg: DataConfig) -> dict[str, Any]:
+        """What pins the shard layout (the local path's run record, for one file)."""
+        if len(self.files) == 1:
+            return _run_record(self.files[0], len(self.posts), cfg, data_cfg)
+        return {
+            "posts_sha256": self.sha256,
+            "num_input_posts": len(self.posts),
+            "shard_size": cfg.shard_size,
+            "image_policy": cfg.image_policy,
+            "max_image_pixels": cfg.max_image_pixels,
+            "split": asdict(data_cfg),
+        }
+
+
+def input_files(spec: str | Path) -> list[Path]:
+    """A posts file, a directory of posts files, or a glob, as a sorted list of files."""
+    path = Path(spec)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
+        where = f"directory {path}"
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(spec)) if Path(p).is_file())
+        where = f"pattern {str(spec)!r}"
+        if not glob.has_magic(str(spec)):
+            raise SemlocError(f"posts file {spec} does not exist")
+    if not files:
+        raise SemlocError(f"{where} matches no posts files ({', '.join(FORMATS)})")
+    return files
+
+
+def read_inputs(
+    spec: str | Path, data_cfg: DataConfig | None = None, *, require_labels: bool = False
+) -> PostInputs:
+    """Read and validate every file of `spec` with the local reader, as one table."""
+    data_cfg = data_cfg or DataConfig()
+    files = input_files(spec)
+    if len(files) == 1:
+        table = read_posts(files[0], data_cfg=data_cfg, require_labels=require_labels)
+        images = [p.image_path(table.base_dir) for p in table.records]
+        return PostInputs(table.records, images, files, sha256_file(files[0]))
+    posts: list[Post] = []
+    images: list[Path | None] = []
+    assigned: list[bool] = []
+    first_seen: dict[str, str] = {}
+    problems: list[str] = []
+    for f in files:
+        table = read_posts(f, data_cfg=data_cfg, require_labels=require_labels)
+        assigned.append(table.split_assigned)
+        for p in table.records:
+            where = f"{f.name} row {p.row}"
+            if p.id in first_seen:
+                problems.append(
+                    f"{where}: duplicate id {p.id!r} (first seen at {first_seen[p.id]})"
+                )
+                continue
+            first_seen[p.id] = where
+            posts.append(p)
+            images.append(p.image_path(table.base_dir))
+    if problems:
+        raise DataError(f"{len(problems)} duplicate id(s) across {len(files)} files", problems)
+    if any(assigned) and not all(assigned):
+        without = [f.name for f, a in zip(files, assigned, strict=True) if a]
+        raise DataError(
+            "some posts files have a split column and others do not",
+            [f"no split column: {name}" for name in without],
+        )
+    if all(assigned):  # one seeded split over all files, not one per file
+        assign_splits(posts, data_cfg)
+    lines = "".join(f"{f.name} {sha256_file(f)}\n" for f in files)
+    return PostInputs(posts, images, files, hashlib.sha256(lines.encode()).hexdigest())
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray
+
+
+@contextlib.contextmanager
+def ray_session(address: str = "") -> Iterator[None]:
+    """Connect to the Ray cluster at `address` ("auto", "HOST:PORT", "ray://HOST:10001"), or start
+    a local instance when it is empty; a session the caller already opened is reused as is."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise SemlocError(f"cannot connect to the Ray cluster at {address!r}: {e}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@dataclass
+class ActorPlan:
+    """How many CLIP actors, and what each reserves."""
+
+    size: int
+    num_gpus: float
+    num_cpus: float
+    threads: int  # torch threads per actor
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.num_gpus else "cpu"
+
+
+def plan_actors(device: str = "auto", num_actors: int | None = None) -> ActorPlan:
+    """One actor per GPU when the cluster has GPUs (and `device` allows them); else one
+    single-threaded actor per CPU core.
+
+    A CPU actor reserves half a CPU: on a small machine, actors reserving whole CPUs leave Ray
+    Data no CPU to schedule the decoding tasks on and the pipeline stalls; physically each actor
+    runs one torch thread, so one actor per core keeps every core on CLIP while decoding
+    interleaves, as the local path's decoding workers do.
+    """
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if gpus and device in ("auto", "cuda"):
+        return ActorPlan(size=num_actors or gpus, num_gpus=1, num_cpus=1, threads=1)
+    if device not in ("auto", "cpu"):
+        raise SemlocError(f"extract.device={device!r} but the Ray cluster has no GPU")
+    cpus = int(resources.get("CPU", 1))
+    return ActorPlan(size=num_actors or max(1, cpus), num_gpus=0, num_cpus=0.5, threads=1)
+
+
+def _payload(obj: Any) -> bytes:
+    # Arrow has no type for these ragged per-batch records; pickled they travel as binary cells
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+@dataclass
+class _BatchSpec:
+    """One CLIP batch of posts: what the decoding task needs."""
+
+    batch_id: int
+    shard: int
+    indices: list[int]
+    texts: list[str]
+    images: list[str | None]
+    outcomes: list[PostOutcome]
+
+
+def _load_batch(row: dict[str, Any], parts: tuple[Any, Any, int]) -> dict[str, Any]:
+    """Ray task: tokenize, decode and resize the images of one batch (the local worker code)."""
+    spec: _BatchSpec = pickle.loads(row["payload"])
+    items = [
+        _load_post(i, text, Path(img) if img else None, parts)
+        for i, text, img in zip(spec.indices, spec.texts, spec.images, strict=True)
+    ]
+    return {"payload": _payload((spec, _collate(items)))}
+
+
+class _ClipActor:
+    """Ray actor: one CLIP, loaded once, encodes loaded batches (the local main-process code)."""
+
+    def __init__(self, cfg: ExtractConfig, weights_sha256: str, device: str, threads: int) -> None:
+        torch.set_num_threads(threads)
+        backbone = load_backbone(
+            cfg.backbone, allow_network=cfg.allow_network, bf16=cfg.bf16, device=device
+        )
+        self._setup(backbone, weights_sha256, cfg.image_policy)
+
+    def _setup(self, backbone: Backbone, weights_sha256: str, policy: str) -> None:
+        if backbone.weights_sha256 != weights_sha256:
+            # another file at the same path on this node: its features would be foreign
+            raise SemlocError(
+                f"backbone {backbone.path!r} on this Ray node has weights "
+                f"{backbone.weights_sha256[:12]}..., the driver's has {weights_sha256[:12]}..."
+            )
+        self.backbone, self.policy = backbone, policy
+        self.checked_bf16 = not backbone.bf16
+
+    def encode(self, spec: _BatchSpec, loaded: Any) -> _Encoded | str:
+        """The batch's features, or the `fail` policy's message."""
+        if not self.checked_bf16:
+            _check_bf16(self.backbone, loaded)
+            self.checked_bf16 = True
+        outcomes = {o.index: o for o in spec.outcomes}
+        try:
+            return _encode_batch(self.backbone, loaded, self.policy, outcomes)
+        except ImageError as e:  # travels as data, so the driver raises the user's error
+            return str(e)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = []
+        for cell in batch["payload"]:
+            spec, loaded = pickle.loads(cell)
+            out.append(_payload((spec, self.encode(spec, loaded))))
+        return {"payload": np.array(out, dtype=object)}
+
+
+class _PredictActor(_ClipActor):
+    """Ray actor: a trained run and its CLIP; returns probabilities instead of features."""
+
+    def __init__(
+        self,
+        run: str,
+        backbone_override: str | None,
+        cfg: ExtractConfig,
+        weights_sha256: str,
+        device: str,
+        threads: int,
+    ) -> None:
+        from semloc.inference import load_backbone_for_run
+        from semloc.workflow import load_run
+
+        torch.set_num_threads(threads)
+        self.run = load_run(run, device)
+        backbone = load_backbone_for_run(
+            self.run, backbone_override, allow_network=cfg.allow_network, device=device
+        )
+        self._setup(backbone, weights_sha256, cfg.image_policy)
+        self.dtype = self.run.feature_header["dtype"]
+
+    @torch.inference_mode()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = []
+        for cell in batch["payload"]:
+            spec, loaded = pickle.loads(cell)
+            enc = self.encode(spec, loaded)
+            result: Any = enc
+            if isinstance(enc, _Encoded):
+                result = _BatchPrediction(indices=enc.indices)
+                if enc.indices:
+                    # rounded through the storage dtype: the numbers the model was trained on
+                    fb = _to_feature_batch(enc, self.backbone, self.dtype)
+                    y = self.run.model(fb.to(self.backbone.device))
+                    result.probabilities = torch.softmax(y.logits.float(), -1).cpu().numpy()
+                    result.extras = {
+                        name: getattr(y, name).float().cpu().numpy()
+                        for name in ("similarity", "gate", "modality_weights")
+                        if getattr(y, name, None) is not None
+                    }
+            out.append(_payload((spec, result)))
+        return {"payload": np.array(out, dtype=object)}
+
+
+@dataclass
+class _BatchPrediction:
+    indices: list[int]
+    probabilities: np.ndarray | None = None  # (n, C)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _pipeline(
+    specs: list[_BatchSpec],
+    parts: tuple[Any, Any, int],
+    actor: type,
+    actor_kwargs: dict[str, Any],
+    plan: ActorPlan,
+    progress: bool,
+) -> Iterator[tuple[_BatchSpec, Any]]:
+    """(spec, actor result) of every batch, in completion order."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.execution_options.preserve_order = False  # shards are committed by name, in any order
+    ds = ray.data.from_items(
+        [{"payload": _payload(s)} for s in specs], override_num_blocks=len(specs)
+    )
+    ds = ds.map(_load_batch, fn_kwargs={"parts": parts})
+    ds = ds.map_batches(
+        actor,
+        fn_constructor_kwargs=actor_kwargs,
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=plan.size),
+        num_cpus=plan.num_cpus,
+        num_gpus=plan.num_gpus,
+    )
+    try:
+        for row in ds.iter_rows():
+            yield pickle.loads(row["payload"])
+    except Exception as e:
+        cause = _semloc_cause(e)
+        if cause is not None:  # a clear user error raised inside a worker: say it plainly
+            raise SemlocError(str(cause)) from None
+        raise
+
+
+def _semloc_cause(e: BaseException | None) -> SemlocError | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, SemlocError):
+            return e
+        cause = getattr(e, "cause", None)
+        e = cause if isinstance(cause, BaseException) else (e.__cause__ or e.__context__)
+    return None
+
+
+def _batch_specs(
+    inputs: PostInputs, shards: Sequence[int], shard_size: int, batch_size: int
+) -> list[_BatchSpec]:
+    """The local path's batches: `batch_size` consecutive posts, never crossing a shard."""
+    n = len(inputs.posts)
+    specs = []
+    for k in shards:
+        for s in range(k * shard_size, min((k + 1) * shard_size, n), batch_size):
+            idx = list(range(s, min(s + batch_size, (k + 1) * shard_size, n)))
+            specs.append(
+                _BatchSpec(
+                    batch_id=len(specs),
+                    shard=k,
+                    indices=idx,
+                    texts=[inputs.posts[i].text for i in idx],
+                    images=[
+                        str(inputs.images[i]) if inputs.images[i] is not None else None for i in idx
+                    ],
+                    outcomes=[_outcome(i, inputs.posts[i]) for i in idx],
+                )
+            )
+    return specs
+
+
+def _outcome(i: int, p: Post) -> PostOutcome:
+    return PostOutcome(index=i, post_id=p.id, row=p.row, status="ok", image=p.image)
+
+
+def _driver_backbone(cfg: ExtractConfig, backbone: Backbone | None) -> Backbone:
+    # the driver needs the header, the tokenizer and the preprocessing; the towers run in actors
+    if backbone is None:
+        if not cfg.backbone:
+            raise SemlocError("no backbone given: pass --backbone DIR_OR_HUB_ID")
+        backbone = load_backbone(cfg.backbone, allow_network=cfg.allow_network, bf16=cfg.bf16)
+    elif backbone.bf16 != cfg.bf16:
+        raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
+    if not cfg.backbone:
+        raise SemlocError("extract.backbone must name the CLIP every Ray actor loads")
+    return backbone
+
+
+# ----------------------------------------------------------------------------------------------
+# extraction
+
+
+def run_ray_extraction(
+    posts: str | Path,
+    out: str | Path,
+    cfg: ExtractConfig,
+    *,
+    data_cfg: DataConfig | None = None,
+    backbone: Backbone | None = None,
+    num_actors: int | None = None,
+    on_shard: Callable[[int], None] | None = None,
+) -> ExtractionResult:
+    """`extract_to_store` on Ray: the same store, from a posts file, directory or glob.
+
+    Connects to `cfg.ray_address` (empty: a local Ray instance). `cfg.backbone` is what every
+    actor loads; `backbone` (optional) is the driver's copy of it. `num_actors` overrides the
+    actor pool size (default: one per GPU, else one per CPU core). `on_shard(k)` runs after
+    shard k is committed.
+    """
+    data_cfg = data_cfg or DataConfig()
+    if cfg.shard_size < 1 or cfg.batch_size < 1:
+        raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
+    inputs = read_inputs(posts, data_cfg)
+    backbone = _driver_backbone(cfg, backbone)
+    out = Path(out)
+    writer = FeatureStoreWriter(out, backbone.header(cfg.dtype))
+    state = out / STATE_DIR
+    state.mkdir(exist_ok=True)
+    for leftover in state.glob(".*.tmp"):  # an interrupted atomic write
+        leftover.unlink(missing_ok=True)
+    posts_file = inputs.files[0].resolve() if len(inputs.files) == 1 else Path(str(posts))
+    _check_run_record(state, inputs.record(cfg, data_cfg), posts_file)
+    run = json.loads((state / "run.json").read_text())
+    size = cfg.shard_size
+    num_shards = -(-len(inputs.posts) // size)
+    if writer.is_complete:
+        return ExtractionResult(out, json.loads((out / "manifest.json").read_text()), True, 0)
+
+    pending = [k for k in range(num_shards) if not writer.has_shard(k)]
+    specs = _batch_specs(inputs, pending, size, cfg.batch_size)
+    batches_of = {k: 0 for k in pending}
+    for s in specs:
+        batches_of[s.shard] += 1
+    todo = sum(len(s.indices) for s in specs)
+    progress = _progress(cfg.progress, todo, len(inputs.posts) - todo)
+    outcomes = {i: _outcome(i, p) for i, p in enumerate(inputs.posts)}
+    arrived: dict[int, list[tuple[int, _Encoded]]] = {}
+    written = 0
+    try:
+        if specs:
+            with ray_session(cfg.ray_address):
+                plan = plan_actors(cfg.device, num_actors)
+                actor_kwargs = {
+                    "cfg": cfg,
+                    "weights_sha256": backbone.weights_sha256,
+                    "device": plan.device,
+                    "threads": plan.threads,
+                }
+                parts = (backbone.text_tokenizer, backbone.preprocessing, cfg.max_image_pixels)
+                rows = _pipeline(specs, parts, _ClipActor, actor_kwargs, plan, False)
+                for spec, enc in rows:
+                    if isinstance(enc, str):
+                        raise ImageError(enc)
+                    for o in spec.outcomes:
+                        outcomes[o.index] = o
+                    progress.update(len(spec.indices))
+                    k = spec.shard
+                    arrived.setdefault(k, []).append((spec.batch_id, enc))
+                    if len(arrived[k]) < batches_of[k]:
+                        continue
+                    shard_enc = _Encoded()
+                    for _, part in sorted(arrived.pop(k), key=lambda t: t[0]):
+                        shard_enc.extend(part)
+                    start, stop = k * size, min((k + 1) * size, len(inputs.posts))
+                    rec = _shard_record(k, start, stop, [outcomes[i] for i in range(start, stop)])
+                    # the record first, as the local path does: a committed shard has one
+                    atomic_write_json(state / f"shard-{k:06d}.json", rec)
+                    writer.write_shard(k, _shard_data(shard_enc, inputs.posts, backbone))
+                    written += 1
+                    if on_shard is not None:
+                        on_shard(k)
+    finally:
+        progress.close()
+    extraction, report = _summarise(state, num_shards, run, backbone)
+    extraction["backbone_path"] = backbone.path
+    atomic_write_json(out / REPORT_FILE, report)
+    manifest = writer.finalize({"extraction": extraction})
+    return ExtractionResult(out, manifest, False, written)
+
+
+# ----------------------------------------------------------------------------------------------
+# batch prediction
+
+
+def run_ray_prediction(
+    run: str | Path,
+    posts: str | Path,
+    output: str | Path,
+    cfg: ExtractConfig,
+    *,
+    backbone_override: str | None = None,
+    data_cfg: DataConfig | None = None,
+    num_actors: int | None = None,
+) -> dict[str, int]:
+    """`semloc predict RUN POSTS` on Ray: the predictions CSV `predict_posts_file` writes.
+
+    Each actor holds the run's model and its CLIP (from the checkpoint's `backbone_path`, or
+    `backbone_override`; verified against the run's feature header, as the local path does).
+    Features are computed per batch exactly as extraction computes them and rounded through the
+    run's storage dtype; the model then runs on each batch, so probabilities equal the local
+    path's up to float rounding of the model's batched arithmetic. Returns post counts per image
+    outcome, like `predict_posts_file`.
+    """
+    from semloc.cli.predict import write_predictions
+    from semloc.inference import load_backbone_for_run
+    from semloc.workflow import load_run, resolve_checkpoint
+
+    loaded = load_run(run, "cpu")
+    # the driver's copy checks the CLIP once, here, and gives the tokenizer and preprocessing
+    backbone = load_backbone_for_run(loaded, backbone_override, allow_network=cfg.allow_network)
+    inputs = read_inputs(posts, data_cfg)
+    n = len(inputs.posts)
+    # prediction writes no store: one "shard" over all posts, cut into the local path's batches
+    specs = _batch_specs(inputs, [0], max(n, 1), max(1, cfg.batch_size))
+    outcomes = {i: _outcome(i, p) for i, p in enumerate(inputs.posts)}
+    probs = np.full((n, len(loaded.labels)), np.nan, dtype=np.float64)
+    extras: dict[str, np.ndarray] = {}
+    progress = _progress(cfg.progress, n, 0)
+    try:
+        with ray_session(cfg.ray_address):
+            plan = plan_actors(cfg.device, num_actors)
+            actor_kwargs = {
+                "run": str(resolve_checkpoint(run).resolve()),
+                "backbone_override": backbone_override,
+                "cfg": cfg,
+                "weights_sha256": backbone.weights_sha256,
+                "device": plan.device,
+                "threads": plan.threads,
+            }
+            parts = (backbone.text_tokenizer, backbone.preprocessing, cfg.max_image_pixels)
+            for spec, result in _pipeline(specs, parts, _PredictActor, actor_kwargs, plan, False):
+                if isinstance(result, str):
+                    raise ImageError(result)
+                for o in spec.outcomes:
+                    outcomes[o.index] = o
+                progress.update(len(spec.indices))
+                if not result.indices:
+                    continue
+                rows = np.asarray(result.indices)
+                probs[rows] = result.probabilities
+                for name, value in result.extras.items():
+                    full = extras.setdefault(name, np.full((n, *value.shape[1:]), np.nan))
+                    full[rows] = value
+    finally:
+        progress.close()
+    statuses = [
+        o.status + (f" ({o.reason})" if o.reason else "") for o in (outcomes[i] for i in range(n))
+    ]
+    write_predictions(
+        output, [p.id for p in inputs.posts], probs, loaded.labels, extras, outcomes=statuses
+    )
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+__all__ = [
+    "ActorPlan",
+    "PostInputs",
+    "input_files",
+    "plan_actors",
+    "ray_session",
+    "read_inputs",
+    "run_ray_extraction",
+    "run_ray_prediction",
+]

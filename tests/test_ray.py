@@ -1,0 +1,317 @@
+"""Ray Data extraction and prediction: the store a local Ray instance writes is the store the
+single-process path writes, byte for byte, also after a failure and a re-run.
+
+Ray work runs in subprocesses (one Ray instance each, for a group of runs) under a hard timeout,
+so a hang fails the tests instead of stalling CI; the tests compare what they wrote with the
+local path computed here. Most of a Ray run's time on a small input is starting the actors
+(a Python process importing torch and transformers, then loading the CLIP), so each subprocess
+runs several extractions in one Ray session.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from clip_fixtures import write_posts
+from semloc.clip.extract import extract_to_store
+from semloc.config import ExtractConfig, load_config
+from semloc.errors import DataError
+from semloc.scale.ray_extract import read_inputs
+
+TIMEOUT_S = 300  # a hang guard; a busy 2-core machine needs ~60 s for the default group
+NUM_POSTS = 24
+EXPLANATIONS = ("similarity", "gate", "weight_text", "weight_image")
+BAD_POST = 12  # in shard 1; its image is broken for the `fail` policy run
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, shutil, sys
+    from pathlib import Path
+    import numpy as np
+    from semloc.config import ExtractConfig
+    from semloc.errors import SemlocError
+    from semloc.scale.ray_extract import ray_session, run_ray_extraction, run_ray_prediction
+
+    args = json.loads(sys.argv[1])
+    out = Path(args["out"])
+    cfg = ExtractConfig(**args["cfg"])
+    facts = {}
+
+    class Crash(Exception):
+        pass
+
+    def crash_after(n):
+        done = []
+        def hook(k):
+            done.append(k)
+            if len(done) == n:
+                raise Crash
+        return hook
+
+    with ray_session(""):
+        if "resume" in args["steps"]:
+            # the driver dies after 2 of 3 shards are committed, then the same call again
+            try:
+                run_ray_extraction(args["posts"], out / "resumed", cfg, on_shard=crash_after(2))
+            except Crash:
+                pass
+            facts["after_crash"] = sorted(p.name for p in (out / "resumed" / "shards").iterdir())
+            again = run_ray_extraction(args["posts"], out / "resumed", cfg)
+            facts["resumed_written"] = again.shards_written
+
+        if "directory" in args["steps"]:
+            run_ray_extraction(args["posts_dir"], out / "directory", cfg)
+
+        if "fail" in args["steps"]:
+            # a worker meets an unusable image under the `fail` policy: a clear error; the
+            # re-run after the image is fixed completes the store
+            fail_cfg = ExtractConfig(**{**args["cfg"], "image_policy": "fail"})
+            try:
+                run_ray_extraction(args["bad_posts"], out / "failed", fail_cfg)
+            except SemlocError as e:
+                facts["fail_error"] = f"{type(e).__name__}: {e}"
+            shutil.copy(args["good_image"], args["bad_image"])
+            run_ray_extraction(args["bad_posts"], out / "failed", fail_cfg)
+
+        if "predict" in args["steps"]:
+            counts = run_ray_prediction(args["run"], args["posts"], out / "pred.csv", cfg)
+            facts["pred_counts"] = counts
+    (out / "facts.json").write_text(json.dumps(facts))
+    """
+)
+
+
+def _cfg(clip: Path) -> dict[str, Any]:
+    return dict(
+        backbone=str(clip),
+        shard_size=8,
+        batch_size=3,
+        num_workers=0,
+        progress=False,
+        dtype="float32",
+    )
+
+
+def _store_content(root: Path, *, records: bool = True) -> dict[str, Any]:
+    """Every array and post list of a store (+ extraction records and manifest when asked)."""
+    out: dict[str, Any] = {}
+    for d in sorted((root / "shards").iterdir()):
+        for f in sorted(d.iterdir()):
+            out[f"{d.name}/{f.name}"] = (
+                np.load(f) if f.suffix == ".npy" else json.loads(f.read_text())
+            )
+    if records:
+        for f in sorted((root / "extraction").iterdir()):
+            out[f"extraction/{f.name}"] = json.loads(f.read_text())
+        out["image_report"] = json.loads((root / "image_report.json").read_text())
+        manifest = json.loads((root / "manifest.json").read_text())
+        manifest.pop("created")
+        out["manifest"] = manifest
+    return out
+
+
+def _assert_same(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], np.ndarray):
+            assert a[key].dtype == b[key].dtype, key
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        else:
+            assert a[key] == b[key], key
+
+
+def _run_script(args: dict[str, Any], cwd: Path) -> None:
+    # a session of its own, so a timeout can end Ray's helper processes with the driver
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, json.dumps(args)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
+    )
+    try:
+        output, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"the Ray run did not finish in {TIMEOUT_S} s:\n{output[-5000:]}")
+    assert proc.returncode == 0, output[-8000:]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> dict[str, Any]:
+    """Posts as one file and as a directory of two files, and the local path's store."""
+    root = tmp_path_factory.mktemp("ray")
+    data = root / "data"
+    posts = write_posts(data, NUM_POSTS, image_every=2)
+    parts = root / "parts"  # the same posts as two files, read in sorted name order
+    parts.mkdir()
+    (parts / "img").symlink_to(data / "img")
+    lines = posts.read_text().splitlines()
+    (parts / "a.jsonl").write_text("\n".join(lines[:10]) + "\n")
+    (parts / "b.jsonl").write_text("\n".join(lines[10:]) + "\n")
+    cfg = ExtractConfig(**_cfg(tiny_clip_dir))
+    extract_to_store(posts, root / "local", cfg)
+    return {
+        "root": root,
+        "posts": posts,
+        "parts": parts,
+        "cfg": cfg,
+        "args": {"cfg": _cfg(tiny_clip_dir), "posts": str(posts), "posts_dir": str(parts)},
+    }
+
+
+def _ray(inputs: dict[str, Any], name: str, steps: list[str], **args: str) -> dict[str, Any]:
+    out = inputs["root"] / name
+    out.mkdir()
+    _run_script({**inputs["args"], **args, "out": str(out), "steps": steps}, inputs["root"])
+    return {"out": out, **json.loads((out / "facts.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def resumed(inputs: dict[str, Any]) -> dict[str, Any]:
+    return _ray(inputs, "out-resume", ["resume"])
+
+
+@pytest.fixture(scope="module")
+def slow_runs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """A directory input, the `fail` policy meeting a broken image, and batch prediction."""
+    # posts whose image BAD_POST is broken until the Ray run replaces it with a good one
+    bad_dir = inputs["root"] / "bad"
+    bad_posts = write_posts(bad_dir, NUM_POSTS, image_every=2)
+    bad_image = bad_dir / "img" / f"{BAD_POST}.jpg"
+    good_image = inputs["root"] / "good.jpg"
+    bad_image.rename(good_image)
+    bad_image.write_bytes(b"not an image")
+    run = _train_tiny_run(inputs["root"] / "local", inputs["root"] / "run")
+    facts = _ray(
+        inputs,
+        "out-slow",
+        ["directory", "fail", "predict"],
+        bad_posts=str(bad_posts),
+        bad_image=str(bad_image),
+        good_image=str(good_image),
+        run=str(run),
+    )
+    return {**facts, "bad_posts": bad_posts, "run": run}
+
+
+def _train_tiny_run(store: Path, out: Path) -> Path:
+    from semloc.workflow import train_run
+
+    cfg = load_config(
+        None,
+        [
+            "model.dim=16",
+            "model.num_heads=2",
+            "model.sim_layers=1",
+            "train.epochs=1",
+            "train.batch_size=8",
+            "train.progress=false",
+            "train.device=cpu",
+        ],
+    )
+    train_run(store, cfg, out)
+    return out
+
+
+@pytest.mark.ray
+def test_ray_store_after_a_driver_crash_and_rerun_equals_the_single_process_store(
+    inputs: dict[str, Any], resumed: dict[str, Any]
+) -> None:
+    # every shard computed by Ray workers, committed in whatever order they finished, none twice
+    num_shards = -(-NUM_POSTS // 8)
+    assert len(resumed["after_crash"]) == 2
+    assert resumed["resumed_written"] == num_shards - 2
+    _assert_same(
+        _store_content(inputs["root"] / "local"), _store_content(resumed["out"] / "resumed")
+    )
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_store_of_a_directory_equals_the_store_of_the_concatenated_file(
+    inputs: dict[str, Any], slow_runs: dict[str, Any]
+) -> None:
+    # the same features and posts; the records differ only in per-file row numbers and the
+    # inputs' hash
+    _assert_same(
+        _store_content(inputs["root"] / "local", records=False),
+        _store_content(slow_runs["out"] / "directory", records=False),
+    )
+
+
+def test_a_directory_or_glob_reads_as_the_concatenated_file(inputs: dict[str, Any]) -> None:
+    one = read_inputs(inputs["posts"])
+    for spec in (inputs["parts"], inputs["parts"] / "*.jsonl"):
+        many = read_inputs(spec)
+        assert [p.id for p in many.posts] == [p.id for p in one.posts]
+        assert [p.split for p in many.posts] == [p.split for p in one.posts]
+        # images resolve relative to their own file (here through a symlink to the same files)
+        resolved = [i.resolve() if i else None for i in many.images]
+        assert resolved == [i.resolve() if i else None for i in one.images]
+
+
+def test_duplicate_ids_across_files_are_refused(inputs: dict[str, Any], tmp_path: Path) -> None:
+    lines = inputs["posts"].read_text().splitlines()
+    (tmp_path / "a.jsonl").write_text("\n".join(lines[:5]) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(lines[3:8]) + "\n")
+    with pytest.raises(DataError, match="duplicate id") as e:
+        read_inputs(tmp_path)
+    assert any("b.jsonl row 1" in p for p in e.value.problems)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_fail_policy_in_a_worker_stops_with_the_post_then_the_rerun_completes(
+    inputs: dict[str, Any], slow_runs: dict[str, Any], tiny_clip_dir: Path
+) -> None:
+    error = slow_runs["fail_error"]
+    assert error.startswith("ImageError") and f"p{BAD_POST:03d}" in error, error
+    # after the image was fixed: the store of the fixed posts, as the local path writes it
+    local = inputs["root"] / "local-fixed"
+    fail_cfg = ExtractConfig(**{**_cfg(tiny_clip_dir), "image_policy": "fail"})
+    extract_to_store(slow_runs["bad_posts"], local, fail_cfg)
+    _assert_same(_store_content(local), _store_content(slow_runs["out"] / "failed"))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_prediction_writes_the_local_predictions(
+    inputs: dict[str, Any], slow_runs: dict[str, Any], tmp_path: Path
+) -> None:
+    from semloc.inference import predict_posts_file
+    from semloc.workflow import load_run
+
+    expected = tmp_path / "local.csv"
+    counts = predict_posts_file(
+        load_run(slow_runs["run"]), inputs["posts"], expected, extract_cfg=inputs["cfg"]
+    )
+    assert slow_runs["pred_counts"] == counts
+    with open(expected) as f:
+        want = list(csv.reader(f))
+    with open(slow_runs["out"] / "pred.csv") as f:
+        got = list(csv.reader(f))
+    assert got[0] == want[0] and len(got) == len(want) == NUM_POSTS + 1
+    numeric = [i for i, c in enumerate(want[0]) if c.startswith("p_") or c in EXPLANATIONS]
+    for g, w in zip(got[1:], want[1:], strict=True):
+        assert [g[i] for i in range(len(g)) if i not in numeric] == [
+            w[i] for i in range(len(w)) if i not in numeric
+        ]  # id, label, image outcome
+        # the model's batched arithmetic may differ in the last printed digit
+        np.testing.assert_allclose(
+            [float(g[i]) for i in numeric], [float(w[i]) for i in numeric], atol=2e-6
+        )

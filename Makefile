@@ -30,6 +30,7 @@ demo: install
 	$(BIN)/semloc demo
 
 test: install-dev
+	sh scripts/install-browser.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: install-dev
@@ -37,7 +38,7 @@ lint: install-dev
 	$(BIN)/ruff format --check src tests bench
 
 bench: install
-	$(BIN)/python bench/run_all.py
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

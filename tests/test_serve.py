@@ -142,8 +142,9 @@ def test_predict_returns_label_probabilities_and_explanations(served) -> None:
     assert ex["grid_size"] == grid
     assert np.asarray(ex["patch_similarity"]).shape == (grid, grid)
     assert np.isfinite(ex["patch_similarity"]).all()
-    # a 90x50 photo: CLIP sees its central 50x50 square (give or take its integer resize)
-    assert ex["crop"] == pytest.approx({"x": 20.0, "y": 0.0, "width": 50.0, "height": 50.0}, abs=2)
+    # a 90x50 photo is resized to 57x32 and cropped to 32x32 from x=12; in the photo's pixels:
+    sx = 57 / 90
+    assert ex["crop"] == pytest.approx({"x": 12 / sx, "y": 0.0, "width": 32 / sx, "height": 50.0})
     # without explain, no heat-map and the same numbers
     plain = predict(client, "sunny afternoon in the park", jpeg_bytes(1, (90, 50))).json()
     assert plain.get("explanation") is None
@@ -555,3 +556,16 @@ def test_cli_serve_reports_bad_arguments(tmp_path: Path, capsys) -> None:
     assert "not a run directory" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
     assert "not a TCP port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("size", "mode"), [((60, 40), "RGB"), ((33, 97), "RGBA"), ((32, 32), "L"), ((200, 31), "P")]
+)
+def test_early_resize_gives_the_same_pixels(tiny_backbone, size, mode) -> None:
+    """The server resizes uploads on the request's thread; CLIP's preprocessing must then see
+    exactly what it would have made itself."""
+    from semloc.serve.app import presize
+
+    prep = tiny_backbone.preprocessing
+    img = random_image(9, size, mode)
+    np.testing.assert_array_equal(prep(presize(img, prep)), prep(img))

@@ -54,7 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from semloc.clip.backbone import Backbone, ImagePreprocessing, load_backbone
 from semloc.clip.extract import featurize_inputs, resolve_device
-from semloc.clip.images import ImageProblem, load_image_bytes
+from semloc.clip.images import ImageProblem, load_image_bytes, to_rgb
 from semloc.config import Config, ExtractConfig, ServeConfig
 from semloc.errors import SemlocError
 from semloc.serve.batcher import MicroBatcher
@@ -251,6 +251,7 @@ class ServePost:
     image_detail: str | None = None
     explain: bool = False
     post_id: str | None = None
+    crop: dict[str, float] | None = None  # where the patch grid lies in the uploaded image
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -329,17 +330,14 @@ def load_run_backbone(run: LoadedRun, override: str = "", device: str = "cpu") -
 
 def crop_box(prep: ImagePreprocessing, width: int, height: int) -> dict[str, float]:
     """The region of a (width x height) image that CLIP's square input shows, in its pixels."""
-    sx = sy = 1.0
-    if prep.do_resize and "shortest_edge" in prep.size:
-        sx = sy = prep.size["shortest_edge"] / min(width, height)
-    elif prep.do_resize:
-        sx, sy = prep.size["width"] / width, prep.size["height"] / height
-    w, h = width * sx, height * sy
-    left = top = 0.0
-    if prep.do_center_crop:
-        cw, ch = prep.crop_size["width"], prep.crop_size["height"]
-        left, top, w, h = (w - cw) // 2, (h - ch) // 2, cw, ch
-    return {"x": left / sx, "y": top / sy, "width": w / sx, "height": h / sy}
+    new_h, new_w = prep._resize_to(height, width) if prep.do_resize else (height, width)
+    sx, sy = new_w / width, new_h / height
+    left = top = 0
+    crop_w, crop_h = new_w, new_h
+    if prep.do_center_crop:  # the same offsets as the crop itself (negative: padding)
+        crop_w, crop_h = prep.crop_size["width"], prep.crop_size["height"]
+        left, top = (new_w - crop_w) // 2, (new_h - crop_h) // 2
+    return {"x": left / sx, "y": top / sy, "width": crop_w / sx, "height": crop_h / sy}
 
 
 def _accepts_token_similarity(model: torch.nn.Module) -> bool:
@@ -375,8 +373,10 @@ class Predictor:
 
     def warm_up(self) -> None:
         """One call before the first request, so it does not pay for lazy initialisation."""
-        image = Image.new("RGB", (64, 48), (120, 130, 140))
-        self([ServePost("warm up", image, "present", explain=self.explains), ServePost("", None)])
+        image = presize(Image.new("RGB", (64, 48), (120, 130, 140)), self.backbone.preprocessing)
+        box = crop_box(self.backbone.preprocessing, 64, 48)
+        warm = ServePost("warm up", image, "present", explain=self.explains, crop=box)
+        self([warm, ServePost("", None)])
 
     @torch.inference_mode()
     def __call__(self, posts: list[ServePost]) -> list[dict[str, Any] | BaseException]:
@@ -452,11 +452,10 @@ class Predictor:
         grid = math.isqrt(patches.shape[0])
         if grid * grid != patches.shape[0]:
             return None, f"{patches.shape[0]} patch tokens do not form a square grid"
-        box = crop_box(self.backbone.preprocessing, post.image.width, post.image.height)
         return {
             "grid_size": grid,
             "patch_similarity": patches.reshape(grid, grid).astype(float).round(6).tolist(),
-            "crop": box,
+            "crop": post.crop,
         }, None
 
 
@@ -492,23 +491,40 @@ def _check_text(value: Any, cfg: ServeConfig, post: int | None = None) -> str:
     return value
 
 
+def presize(img: Image.Image, prep: ImagePreprocessing) -> Image.Image:
+    """The resize step of CLIP's preprocessing, done early on the request's worker thread.
+
+    `ImagePreprocessing` then finds the image already at its target size, and Pillow's resize
+    to the same size is a plain copy, so the pixels are bit-identical to preprocessing the
+    original, while the single inference thread spends its time on CLIP instead of resampling
+    photos one by one (and a large decoded photo is freed before it queues)."""
+    if not prep.do_resize:
+        return img
+    rgb = to_rgb(img)
+    height, width = prep._resize_to(rgb.height, rgb.width)  # the very rule it applies later
+    return rgb.resize((width, height), resample=prep.resample)
+
+
 def _decode_image(
-    data: bytes, cfg: ServeConfig, policy: ImagePolicy, post: int | None
-) -> tuple[Image.Image | None, str, str | None]:
-    """(image or None, outcome, detail); under policy `fail` a bad image is an ApiError."""
+    data: bytes, cfg: ServeConfig, prep: ImagePreprocessing, policy: ImagePolicy, post: int | None
+) -> tuple[Image.Image | None, str, str | None, dict[str, float] | None]:
+    """(image ready for CLIP or None, outcome, detail, crop box); under policy `fail` a bad
+    image is an ApiError."""
     if len(data) > cfg.max_upload_bytes:
         problem = ImageProblem(
             "too_large", f"{len(data)} bytes exceeds the limit of {cfg.max_upload_bytes}"
         )
     else:
         try:
-            return load_image_bytes(data, max_pixels=cfg.max_image_pixels), "present", None
+            img = load_image_bytes(data, max_pixels=cfg.max_image_pixels)
+            box = crop_box(prep, img.width, img.height)
+            return presize(img, prep), "present", None, box
         except ImageProblem as e:
             problem = e
         except Exception as e:  # a decoder bug on one odd upload must not take the server down
             problem = ImageProblem("corrupt", f"{type(e).__name__}: {e}")
     if policy == "text-only":
-        return None, problem.reason, problem.detail
+        return None, problem.reason, problem.detail, None
     status, code = IMAGE_PROBLEM_STATUS.get(problem.reason, (422, "invalid_image"))
     if problem.reason == "too_large" and "pixels" in problem.detail:
         problem.detail += " (serve.max_image_pixels)"
@@ -519,7 +535,11 @@ def _decode_image(
 
 
 async def _parse_multipart(
-    request: Request, cfg: ServeConfig, explain: bool, policy: ImagePolicy
+    request: Request,
+    cfg: ServeConfig,
+    prep: ImagePreprocessing,
+    explain: bool,
+    policy: ImagePolicy,
 ) -> ServePost:
     ctype = _content_type(request)
     # url-encoded forms are accepted too, for text-only posts (`curl -d text=...`)
@@ -579,8 +599,10 @@ async def _parse_multipart(
         await form.close()
     if not data and not part.filename:  # a browser's empty file input
         return ServePost(text, None, "no_image", explain=explain)
-    image, outcome, detail = await run_in_threadpool(_decode_image, data, cfg, policy, None)
-    return ServePost(text, image, outcome, detail, explain=explain)
+    image, outcome, detail, box = await run_in_threadpool(
+        _decode_image, data, cfg, prep, policy, None
+    )
+    return ServePost(text, image, outcome, detail, explain=explain, crop=box)
 
 
 def _b64_image(value: Any, index: int) -> bytes | None:
@@ -801,7 +823,7 @@ def create_app(
     async def predict(
         request: Request, explain: bool = explain_q, image_policy: ImagePolicy = policy_q
     ) -> dict[str, Any]:
-        post = await _parse_multipart(request, serve, explain, image_policy)
+        post = await _parse_multipart(request, serve, backbone.preprocessing, explain, image_policy)
         return await batcher.submit(post)
 
     @app.post(
@@ -836,11 +858,13 @@ def create_app(
                     posts.append(ServePost(text, None, explain=explain, post_id=pid))
                     continue
                 try:
-                    image, outcome, detail = _decode_image(data, serve, image_policy, i)
+                    image, outcome, detail, box = _decode_image(
+                        data, serve, backbone.preprocessing, image_policy, i
+                    )
                 except ApiError as e:
                     problems.append(e)
                     continue
-                posts.append(ServePost(text, image, outcome, detail, explain, pid))
+                posts.append(ServePost(text, image, outcome, detail, explain, pid, box))
             if len(problems) == 1:
                 raise problems[0]
             if problems:  # every bad post at once, not only the first

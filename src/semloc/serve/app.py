@@ -182,8 +182,8 @@ class ModalityWeights(BaseModel):
 class Explanation(BaseModel):
     grid_size: int = Field(description="patches per side; the heat-map is grid_size x grid_size")
     patch_similarity: list[list[float]] = Field(
-        description="rows top to bottom: mean over the text tokens (BOS excluded) of the "
-        "token-level text-patch cosine of the model's last similarity layer"
+        description="rows top to bottom: mean over the post's text tokens of the token-level "
+        "text-patch cosine of the model's last similarity layer"
     )
     crop: dict[str, float] = Field(
         description="x, y, width, height: the region of the uploaded image the patch grid "
@@ -443,11 +443,7 @@ class Predictor:
         if image_outcome != "present" or post.image is None or tok_sim is None:
             return None, "no image, so no patch heat-map"
         e = tok_sim[r]  # (Nt, Nv), zero on padding
-        tokens = np.flatnonzero(mask[r])
-        # BOS is the same vector for every text (CLIP's text attention is causal), so it would
-        # add one fixed map to every post's; drop it when there is anything else
-        if len(tokens) > 1:
-            tokens = tokens[1:]
+        tokens = np.flatnonzero(mask[r])  # the real text tokens, BOS and EOS included
         patches = e[tokens, 1:].mean(0)  # (Nv - 1,) patch tokens only, CLS excluded
         grid = math.isqrt(patches.shape[0])
         if grid * grid != patches.shape[0]:

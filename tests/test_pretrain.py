@@ -1,0 +1,296 @@
+"""Contrastive CLIP pretraining: the saved directory is a CLIP that extraction loads, training
+lowers the loss, the temperature is clamped, runs repeat exactly, and bad input is reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from semloc.cli import main
+from semloc.clip.backbone import load_backbone
+from semloc.clip.pretrain import (
+    MAX_LOGIT_SCALE,
+    METRICS_FILE,
+    PretrainConfig,
+    ScratchClipConfig,
+    alignment_metrics,
+    contrastive_loss,
+    pretrain_clip,
+)
+from semloc.errors import DataError, SemlocError
+
+COLORS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 40, 220),
+    "yellow": (240, 220, 30),
+    "black": (10, 10, 10),
+    "white": (245, 245, 245),
+    "purple": (140, 30, 160),
+    "orange": (250, 140, 20),
+}
+SHAPES = ("square", "stripe")
+# settings of a CLIP small enough to train a few steps in well under a second
+TINY = ScratchClipConfig(
+    vocab_size=300,
+    text_width=32,
+    vision_width=32,
+    embed_dim=16,
+    layers=1,
+    heads=2,
+    image_size=32,
+    patch_size=8,
+    max_text_tokens=24,
+)
+TINY_OVERRIDES = [f"scratch.{k}={v}" for k, v in vars(TINY).items()]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models on a busy 2-core machine: a second OpenMP thread mostly waits
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _picture(color: tuple[int, int, int], shape: str, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    px = np.full((40, 40, 3), 128, np.uint8) + rng.integers(0, 20, (40, 40, 3), dtype=np.uint8)
+    if shape == "square":
+        px[8:32, 8:32] = color
+    else:
+        px[16:24, :] = color
+    return Image.fromarray(px)
+
+
+def write_pairs(directory: Path, *, copies: int = 2, fmt: str = "jsonl") -> Path:
+    """Colour x shape pictures with matching captions; the last copy is held out (split)."""
+    (directory / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in range(copies):
+        for name, rgb in COLORS.items():
+            for shape in SHAPES:
+                rel = f"img/{name}-{shape}-{k}.png"
+                _picture(rgb, shape, hash((name, shape, k)) % 1000).save(directory / rel)
+                split = "dev" if k == copies - 1 else "train"
+                rows.append({"image": rel, "caption": f"a {name} {shape}", "split": split})
+    if fmt == "csv":
+        path = directory / "pairs.csv"
+        lines = ["image,caption,split"] + [
+            f"{r['image']},{r['caption']},{r['split']}" for r in rows
+        ]
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        path = directory / "pairs.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _cfg(**kw) -> PretrainConfig:
+    base = dict(epochs=2, batch_size=8, progress=False, num_workers=0)
+    return PretrainConfig(**{**base, **kw})
+
+
+def test_cli_from_scratch_saves_a_clip_that_extraction_loads(tmp_path, capsys):
+    from semloc.clip.extract import extract_to_store
+    from semloc.config import ExtractConfig
+
+    pairs = write_pairs(tmp_path / "data", fmt="csv")
+    out = tmp_path / "clip"
+    rc = main(
+        [
+            "pretrain-clip",
+            str(pairs),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "pretrain.batch_size=8",
+            "pretrain.progress=false",
+            "pretrain.num_workers=0",
+            *TINY_OVERRIDES,
+        ]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "R@1" in printed and "R@5" in printed and "matched pairs" in printed
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    held = metrics["heldout"]
+    assert held["pairs"] == 16 and held["distinct_captions"] == 16
+    for key in ("r_at_1", "r_at_5", "cos_matched", "cos_mismatched"):
+        assert np.isfinite(held[key])
+    assert metrics["pairs"]["train"] == 16
+    assert not list(tmp_path.glob(".clip.tmp-*"))  # the temporary directory was renamed
+
+    # the directory is a CLIP like any other: `semloc extract` loads it and writes features
+    posts = tmp_path / "data" / "posts.jsonl"
+    rows = [
+        {
+            "id": f"p{i}",
+            "text": f"at the {c}",
+            "image": f"img/{c}-square-0.png",
+            "label": "ab"[i % 2],
+        }
+        for i, c in enumerate(COLORS)
+    ]
+    posts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = extract_to_store(
+        posts, tmp_path / "feats", ExtractConfig(backbone=str(out), num_workers=0, progress=False)
+    )
+    assert result.manifest["num_posts"] == len(COLORS)
+    assert result.manifest["dims"]["embed_dim"] == TINY.embed_dim
+    backbone = load_backbone(out)
+    assert backbone.image_size == TINY.image_size
+
+
+def test_loss_decreases_and_the_model_aligns_on_a_toy_set(tmp_path):
+    pairs = write_pairs(tmp_path / "data", copies=2)
+    result = pretrain_clip(
+        pairs, tmp_path / "clip", _cfg(epochs=12, batch_size=16, lr=3e-3), scratch=TINY
+    )
+    losses = [h["train_loss"] for h in result.history]
+    assert len(losses) == 12
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+    m = result.metrics
+    assert m["heldout"]["cos_matched"] - m["heldout"]["cos_mismatched"] > (
+        m["heldout_before"]["cos_matched"] - m["heldout_before"]["cos_mismatched"]
+    )
+
+
+def test_continue_from_an_existing_clip_keeps_its_tokenizer_and_clamps_the_temperature(
+    tmp_path, tiny_clip_dir
+):
+    from safetensors.torch import load_file, save_file
+
+    # a CLIP whose temperature sits far above CLIP's cap: one step must bring it back to 100
+    init = tmp_path / "init"
+    init.mkdir()
+    for f in tiny_clip_dir.iterdir():
+        (init / f.name).write_bytes(f.read_bytes())
+    weights = load_file(init / "model.safetensors")
+    weights["logit_scale"] = torch.tensor(8.0)
+    save_file(weights, init / "model.safetensors", metadata={"format": "pt"})
+
+    pairs = write_pairs(tmp_path / "data", copies=2)
+    out = tmp_path / "adapted"
+    rc = main(
+        [
+            "pretrain-clip",
+            str(pairs),
+            "--out",
+            str(out),
+            "--init",
+            str(init),
+            "--epochs",
+            "1",
+            "pretrain.batch_size=8",
+            "pretrain.progress=false",
+            "pretrain.num_workers=0",
+        ]
+    )
+    assert rc == 0
+    saved = load_file(out / "model.safetensors")
+    assert float(saved["logit_scale"]) <= MAX_LOGIT_SCALE + 1e-6
+    changed = [k for k in saved if k != "logit_scale" and not torch.equal(saved[k], weights[k])]
+    assert changed  # it trained
+    assert (out / "tokenizer.json").read_text() == (init / "tokenizer.json").read_text()
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    assert metrics["init"] == str(init) and metrics["lr"] == pytest.approx(1e-5)
+    assert load_backbone(out).max_text_tokens == 16  # the init's context, not a default
+
+
+def test_same_seed_same_weights(tmp_path):
+    pairs = write_pairs(tmp_path / "data")
+    a = pretrain_clip(pairs, tmp_path / "a", _cfg(augment=True), scratch=TINY)
+    b = pretrain_clip(pairs, tmp_path / "b", _cfg(augment=True), scratch=TINY)
+    c = pretrain_clip(pairs, tmp_path / "c", _cfg(augment=True, seed=1), scratch=TINY)
+    wa, wb, wc = (load_backbone(r.out_dir).weights_sha256 for r in (a, b, c))
+    assert wa == wb
+    assert wa != wc
+
+
+def test_holdout_without_split_column_and_existing_out_is_refused(tmp_path):
+    data = tmp_path / "data"
+    pairs = write_pairs(data)
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    no_split = data / "nosplit.jsonl"
+    no_split.write_text(
+        "".join(json.dumps({k: r[k] for k in ("image", "caption")}) + "\n" for r in rows)
+    )
+    out = tmp_path / "clip"
+    result = pretrain_clip(no_split, out, _cfg(epochs=1, holdout_fraction=0.25), scratch=TINY)
+    assert result.metrics["pairs"]["heldout_total"] == 8
+    assert result.metrics["pairs"]["train"] == 24
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(SemlocError, match="already exists"):
+        pretrain_clip(no_split, out, _cfg(epochs=1), scratch=TINY)
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_bad_rows_are_all_reported(tmp_path, capsys):
+    data = tmp_path / "data"
+    pairs = write_pairs(data)
+    (data / "broken.png").write_bytes(b"not a png")
+    lines = pairs.read_text().splitlines()
+    lines[1] = json.dumps({"image": "img/nowhere.png", "caption": "lost"})
+    lines[2] = json.dumps({"image": "img/red-square-0.png", "caption": "  "})
+    bad = data / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        pretrain_clip(bad, tmp_path / "clip", _cfg(), scratch=TINY)
+    assert "row 2" in str(e.value) and "row 3" in str(e.value)
+    assert not (tmp_path / "clip").exists()
+
+    lines = pairs.read_text().splitlines()
+    lines[4] = json.dumps({"image": "broken.png", "caption": "a broken file", "split": "train"})
+    undecodable = data / "undecodable.jsonl"
+    undecodable.write_text("\n".join(lines) + "\n")
+    rc = main(
+        ["pretrain-clip", str(undecodable), "--out", str(tmp_path / "clip"), *TINY_OVERRIDES,
+         "pretrain.progress=false", "pretrain.num_workers=0"]
+    )  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "row 5" in err and "not_an_image" in err and "bad_images=skip" in err
+    assert not (tmp_path / "clip").exists()
+    assert not list(tmp_path.glob(".clip.tmp-*"))
+
+    skipped = pretrain_clip(
+        undecodable, tmp_path / "clip", _cfg(epochs=1, bad_images="skip"), scratch=TINY
+    )
+    assert skipped.metrics["pairs"]["bad_images_skipped"] == 1
+
+
+def test_contrastive_loss_and_alignment_metrics():
+    torch.manual_seed(0)
+    v = torch.randn(6, 8)
+    # perfectly aligned pairs, a large temperature: loss near zero, perfect retrieval
+    loss = contrastive_loss(v, v, torch.tensor(MAX_LOGIT_SCALE))
+    assert float(loss) < 1e-3
+    swapped = contrastive_loss(v, v.roll(1, 0), torch.tensor(MAX_LOGIT_SCALE))
+    assert float(swapped) > 5
+    # the loss is symmetric in its two directions
+    t = torch.randn(6, 8)
+    assert torch.allclose(
+        contrastive_loss(v, t, torch.tensor(2.0)), contrastive_loss(t, v, torch.tensor(2.0))
+    )
+
+    e = np.eye(4, dtype=np.float32)
+    m = alignment_metrics(e, e, ["a", "b", "c", "d"])
+    assert m["r_at_1"] == 1.0 and m["cos_matched"] == pytest.approx(1.0)
+    assert m["cos_mismatched"] == pytest.approx(0.0)
+    assert alignment_metrics(e, e[[1, 0, 2, 3]], ["a", "b", "c", "d"])["r_at_1"] == 0.5
+    # identical captions are one candidate (chance is counted over distinct captions)
+    v, t = e.copy(), e.copy()
+    v[1], t[1] = e[0] + e[1], e[0]  # two pictures, both "a"
+    m = alignment_metrics(v, t, ["a", "a", "c", "d"])
+    assert m["distinct_captions"] == 3 and m["chance_r_at_1"] == pytest.approx(1 / 3)
+    assert m["r_at_1"] == 1.0

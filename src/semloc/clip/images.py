@@ -181,6 +181,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """RGB the way the Hugging Face image processor makes it: transparency is composited onto
     white (not dropped to black), so a logo on a transparent background keeps its look."""
     has_alpha = "A" in img.getbands() or img.info.get("transparency") is not None
+    if img.mode == "RGB" and not has_alpha:
+        return img  # most photos: skip a full-size copy
     if has_alpha:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -36,12 +36,12 @@ BAD_POST = 12  # in shard 1; its image is broken for the `fail` policy run
 
 SCRIPT = textwrap.dedent(
     """
-    import json, shutil, sys
+    import contextlib, io, json, shutil, sys
     from pathlib import Path
-    import numpy as np
+    from semloc.cli import main
     from semloc.config import ExtractConfig
     from semloc.errors import SemlocError
-    from semloc.scale.ray_extract import ray_session, run_ray_extraction, run_ray_prediction
+    from semloc.scale.ray_extract import ray_session, run_ray_extraction
 
     args = json.loads(sys.argv[1])
     out = Path(args["out"])
@@ -67,8 +67,12 @@ SCRIPT = textwrap.dedent(
             except Crash:
                 pass
             facts["after_crash"] = sorted(p.name for p in (out / "resumed" / "shards").iterdir())
-            again = run_ray_extraction(args["posts"], out / "resumed", cfg)
-            facts["resumed_written"] = again.shards_written
+            # the re-run through the command line, as a user repeats the command
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                rc = main(["extract", args["posts"], "--out", str(out / "resumed"),
+                           "--engine", "ray", *args["overrides"]])
+            facts["rerun"] = [rc, printed.getvalue()]
 
         if "directory" in args["steps"]:
             run_ray_extraction(args["posts_dir"], out / "directory", cfg)
@@ -85,8 +89,9 @@ SCRIPT = textwrap.dedent(
             run_ray_extraction(args["bad_posts"], out / "failed", fail_cfg)
 
         if "predict" in args["steps"]:
-            counts = run_ray_prediction(args["run"], args["posts"], out / "pred.csv", cfg)
-            facts["pred_counts"] = counts
+            rc = main(["predict", args["run"], args["posts"], "-o", str(out / "pred.csv"),
+                       "--engine", "ray", *args["overrides"]])
+            facts["predict_rc"] = rc
     (out / "facts.json").write_text(json.dumps(facts))
     """
 )
@@ -170,7 +175,12 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> dic
         "posts": posts,
         "parts": parts,
         "cfg": cfg,
-        "args": {"cfg": _cfg(tiny_clip_dir), "posts": str(posts), "posts_dir": str(parts)},
+        "args": {
+            "cfg": _cfg(tiny_clip_dir),
+            "overrides": [f"extract.{k}={v}" for k, v in _cfg(tiny_clip_dir).items()],
+            "posts": str(posts),
+            "posts_dir": str(parts),
+        },
     }
 
 
@@ -235,7 +245,8 @@ def test_ray_store_after_a_driver_crash_and_rerun_equals_the_single_process_stor
     # every shard computed by Ray workers, committed in whatever order they finished, none twice
     num_shards = -(-NUM_POSTS // 8)
     assert len(resumed["after_crash"]) == 2
-    assert resumed["resumed_written"] == num_shards - 2
+    rc, printed = resumed["rerun"]
+    assert rc == 0 and f"({num_shards - 2} shard(s) this run)" in printed, printed
     _assert_same(
         _store_content(inputs["root"] / "local"), _store_content(resumed["out"] / "resumed")
     )
@@ -290,17 +301,17 @@ def test_fail_policy_in_a_worker_stops_with_the_post_then_the_rerun_completes(
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_prediction_writes_the_local_predictions(
+def test_ray_prediction_from_the_cli_writes_the_local_predictions(
     inputs: dict[str, Any], slow_runs: dict[str, Any], tmp_path: Path
 ) -> None:
     from semloc.inference import predict_posts_file
     from semloc.workflow import load_run
 
     expected = tmp_path / "local.csv"
-    counts = predict_posts_file(
+    predict_posts_file(
         load_run(slow_runs["run"]), inputs["posts"], expected, extract_cfg=inputs["cfg"]
     )
-    assert slow_runs["pred_counts"] == counts
+    assert slow_runs["predict_rc"] == 0
     with open(expected) as f:
         want = list(csv.reader(f))
     with open(slow_runs["out"] / "pred.csv") as f:

@@ -16,7 +16,10 @@ HELP = "cache frozen CLIP features of posts into a feature store (resumable)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from semloc.cli import add_config_arguments
 
-    parser.add_argument("posts", help="posts file (.csv, .jsonl or .parquet)")
+    parser.add_argument(
+        "posts",
+        help="posts file (.csv, .jsonl or .parquet); with --engine ray also a directory or glob",
+    )
     parser.add_argument(
         "--backbone",
         metavar="DIR_OR_HUB_ID",
@@ -32,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--image-policy",
         choices=("text-only", "skip", "fail"),
         help="what a missing or unusable image does (default: extract.image_policy, text-only)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        help="local: this process; ray: Ray Data at extract.ray_address, or a local Ray "
+        "instance (default: extract.engine)",
     )
     add_config_arguments(parser)
 
@@ -50,12 +59,14 @@ def run(args: argparse.Namespace) -> int:
         ex.image_policy = args.image_policy
     if not ex.backbone:
         raise SemlocError("no backbone given: pass --backbone DIR_OR_HUB_ID")
-    if ex.engine != "local":
-        raise SemlocError(
-            f"extract.engine={ex.engine!r} is not available in `semloc extract`; use "
-            "extract.engine=local"
-        )
-    result = extract_to_store(args.posts, args.out, ex, data_cfg=cfg.data)
+    if args.engine:
+        ex.engine = args.engine
+    if ex.engine == "ray":
+        from semloc.scale.ray_extract import run_ray_extraction
+
+        result = run_ray_extraction(args.posts, args.out, ex, data_cfg=cfg.data)
+    else:
+        result = extract_to_store(args.posts, args.out, ex, data_cfg=cfg.data)
     m = result.manifest
     info = m.get("extraction", {})
     if result.already_complete:

@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("text-only", "skip", "fail"),
         help="posts input: what an unusable image does (default: extract.image_policy)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        help="posts input: local (this process) or ray (Ray Data at extract.ray_address, "
+        "posts file, directory or glob; default: extract.engine)",
+    )
     from semloc.cli import add_config_arguments
 
     add_config_arguments(parser)
@@ -88,6 +94,20 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_run(args.run, args.device)
     src = Path(args.input)
+    from semloc.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if (args.engine or cfg.extract.engine) == "ray" and not (src / "manifest.json").is_file():
+        from semloc.scale.ray_extract import run_ray_prediction
+
+        if args.image_policy:
+            cfg.extract.image_policy = args.image_policy
+        counts = run_ray_prediction(
+            args.run, args.input, args.output, cfg.extract, backbone_override=args.backbone
+        )
+        print("posts: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        print(f"predictions written to {args.output}")
+        return 0
     if src.is_dir():
         from semloc.features.store import FeatureStore
         from semloc.workflow import predict_store
@@ -103,10 +123,8 @@ def run(args: argparse.Namespace) -> int:
         ids = [store.ids[i] for i in preds.index]
         write_predictions(args.output, ids, preds.probabilities, loaded.labels, preds.extras)
     elif src.is_file():
-        from semloc.config import load_config
         from semloc.inference import predict_posts_file
 
-        cfg = load_config(args.config, args.overrides)
         if args.image_policy:
             cfg.extract.image_policy = args.image_policy
         counts = predict_posts_file(

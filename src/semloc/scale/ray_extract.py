@@ -172,8 +172,10 @@ def ray_session(address: str = "") -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    # a local instance for one command needs no dashboard; a cluster keeps its own settings
+    local = {} if address else {"include_dashboard": False}
     try:
-        ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address=address or None, logging_level=logging.WARNING, **local)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise SemlocError(f"cannot connect to the Ray cluster at {address!r}: {e}") from None
     try:
@@ -197,7 +199,8 @@ class ActorPlan:
 
 
 def plan_actors(device: str = "auto", num_actors: int | None = None) -> ActorPlan:
-    """One actor per GPU when the cluster has GPUs (and `device` allows them); else one
+    """One actor per GPU when the cluster has GPUs and `device` is "auto", or always when it asks
+    for CUDA (an autoscaling cluster adds GPU nodes for the actors' requests); else one
     single-threaded actor per CPU core.
 
     A CPU actor reserves half a CPU: on a small machine, actors reserving whole CPUs leave Ray
@@ -209,10 +212,9 @@ def plan_actors(device: str = "auto", num_actors: int | None = None) -> ActorPla
 
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    if gpus and device in ("auto", "cuda"):
-        return ActorPlan(size=num_actors or gpus, num_gpus=1, num_cpus=1, threads=1)
-    if device not in ("auto", "cpu"):
-        raise SemlocError(f"extract.device={device!r} but the Ray cluster has no GPU")
+    if device.startswith("cuda") or (gpus and device == "auto"):
+        # Ray gives each actor its own GPU (CUDA_VISIBLE_DEVICES), which it sees as "cuda"
+        return ActorPlan(size=num_actors or max(1, gpus), num_gpus=1, num_cpus=1, threads=1)
     cpus = int(resources.get("CPU", 1))
     return ActorPlan(size=num_actors or max(1, cpus), num_gpus=0, num_cpus=0.5, threads=1)
 

@@ -1,0 +1,245 @@
+"""Extraction on Ray Data (local instance, an actor pool) vs the single-process path.
+
+    python bench/bench_ray.py [--posts 384] [--actors 2] [--batch-size 32] [--shard-size 64]
+                              [--rounds 2]
+
+Same run, same inputs, same small-but-not-tiny CLIP (random weights, ViT-B/32 layout at reduced
+width and depth; fp32), both engines in interleaved rounds with the best of each figure kept, so
+load from other jobs on a shared machine hits both alike. Per engine:
+
+  * end to end: posts/s of one cold command, everything a user waits for included (single
+    process: loading the CLIP; Ray: `ray.init`, the first tasks' imports, starting the actors, each
+    loading its CLIP); then the same in a running Ray session (actors still start per run);
+  * CPU cost: CPU seconds per post over this process and all its descendants (decoding workers,
+    Ray's actors, tasks and daemons), read from /proc: overall, and split into a per-post part
+    (each engine extracts half the posts and then all of them; the extra CPU over the extra posts)
+    and a fixed part. On a machine shared with other jobs the wall-clock figures favour whichever
+    engine runs more processes (it gets a larger share of the cores) and jitter with the other
+    jobs; CPU seconds hardly depend on either.
+
+Prints the Ray / single-process ratios (target >= 0.8), the Ray overhead per post, and checks that
+the two stores are identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_extract import make_photo, make_texts
+
+
+def build_small_clip(out: Path, texts: list[str]) -> Path:
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from semloc.clip.tiny import CLIP_MEAN, CLIP_STD, train_clip_tokenizer
+
+    tokenizer = train_clip_tokenizer(texts, vocab_size=4000, max_text_tokens=77)
+    config = CLIPConfig(  # ViT-B/32's layout (224 px, 32 px patches, 50 tokens), narrower and shallower
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 256, "intermediate_size": 1024,
+                     "num_hidden_layers": 4, "num_attention_heads": 4,
+                     "max_position_embeddings": 77, "bos_token_id": tokenizer.bos_token_id,
+                     "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6,
+                       "num_attention_heads": 6, "image_size": 224, "patch_size": 32},
+        projection_dim=256,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = CLIPModel(config)
+    processor = CLIPImageProcessorPil(
+        size={"shortest_edge": 224},
+        crop_size={"height": 224, "width": 224},
+        resample=3,
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+    model.save_pretrained(out)
+    CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(out)
+    return out
+
+
+def write_posts(path: Path, texts: list[str], num_images: int) -> None:
+    with open(path, "w") as f:
+        for i, t in enumerate(texts):
+            rec = {"id": f"p{i}", "text": t, "image": f"img/{i % num_images}.jpg", "split": "train"}
+            f.write(json.dumps(rec) + "\n")
+
+
+class CpuMeter:
+    """CPU seconds used by this process and its descendants while it runs, from /proc; a thread
+    samples every 50 ms so short-lived workers are counted too."""
+
+    def __init__(self) -> None:
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.start = self._sample()
+        self.latest = dict(self.start)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> dict[tuple[int, int], float]:
+        stats = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    raw = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+                # ppid, utime, stime, starttime (fields 4, 14, 15, 22 of proc(5))
+                stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]), fields[19])
+        mine, todo = {}, [os.getpid()]
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in stats.items():
+            children.setdefault(ppid, []).append(pid)
+        while todo:
+            pid = todo.pop()
+            if pid in stats:
+                mine[pid, int(stats[pid][2])] = stats[pid][1] / self.tick
+                todo += children.get(pid, [])
+        return mine
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.latest.update(self._sample())
+
+    def seconds(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.latest.update(self._sample())
+        return sum(t - self.start.get(key, 0.0) for key, t in self.latest.items())
+
+
+def same_store(a: Path, b: Path) -> bool:
+    for d in sorted((a / "shards").iterdir()):
+        for f in sorted(d.iterdir()):
+            other = b / "shards" / d.name / f.name
+            if f.suffix == ".npy":
+                if not np.array_equal(np.load(f), np.load(other)):
+                    return False
+            elif f.read_bytes() != other.read_bytes():
+                return False
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--posts", type=int, default=384)
+    ap.add_argument("--actors", type=int, default=2, help="Ray actor pool size")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--shard-size", type=int, default=64)
+    ap.add_argument("--num-workers", type=int, default=2, help="decoding workers (single process)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best time kept")
+    args = ap.parse_args()
+
+    import ray
+    from transformers.utils import logging as hf_logging
+
+    from semloc.clip.extract import extract_to_store
+    from semloc.config import ExtractConfig
+    from semloc.scale.ray_extract import ray_session, run_ray_extraction
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
+    try:
+        rng = np.random.default_rng(0)
+        texts = make_texts(args.posts, rng)
+        clip = build_small_clip(work / "clip", texts)
+        (work / "img").mkdir()
+        sizes = [(640, 480), (1080, 1080), (480, 640), (1280, 720)]
+        num_images = 64
+        for i in range(num_images):
+            make_photo(i, sizes[i % len(sizes)]).save(work / "img" / f"{i}.jpg", quality=88)
+        write_posts(work / "half.jsonl", texts[: args.posts // 2], num_images)
+        write_posts(work / "full.jsonl", texts, num_images)
+        cfg = ExtractConfig(backbone=str(clip), batch_size=args.batch_size,
+                            shard_size=args.shard_size, num_workers=args.num_workers,
+                            progress=False, device="cpu")  # fmt: skip
+        print(f"{args.posts} posts, CLIP text 256x4 / vision 384x6 @224px/32, fp32, "
+              f"batch {args.batch_size}, shard {args.shard_size}; torch "
+              f"{torch.__version__}, {torch.get_num_threads()} threads in this process")  # fmt: skip
+
+        def measure(engine: str, name: str) -> tuple[float, float]:
+            """(wall seconds, CPU seconds) of one extraction into a fresh store."""
+            out = work / f"{engine}-{name}"
+            shutil.rmtree(out, ignore_errors=True)
+            meter = CpuMeter()
+            t0 = time.perf_counter()
+            if engine == "local":
+                extract_to_store(work / f"{name}.jsonl", out, cfg)
+            else:
+                run_ray_extraction(work / f"{name}.jsonl", out, cfg, num_actors=args.actors)
+            return time.perf_counter() - t0, meter.seconds()
+
+        n, half = args.posts, args.posts // 2
+        # cold: what one command costs, start-up included (the Ray instance is new)
+        cold_local = measure("local", "full")[0]
+        t0 = time.perf_counter()
+        # the workers' own log lines (weights loading bars) would bury the figures
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        ray_init = time.perf_counter() - t0
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        wall: dict[tuple[str, str], float] = {}
+        cpu: dict[tuple[str, str], float] = {}
+        with ray_session(""):  # reuses the instance started above
+            cold_ray = ray_init + measure("ray", "full")[0]
+            # warm: interleaved rounds in the running session, best of each kept
+            for _ in range(args.rounds):
+                for engine in ("local", "ray"):
+                    for name in ("half", "full"):
+                        w, c = measure(engine, name)
+                        key = (engine, name)
+                        wall[key] = min(wall.get(key, float("inf")), w)
+                        cpu[key] = min(cpu.get(key, float("inf")), c)
+        ray.shutdown()
+
+        def figures(engine: str) -> dict[str, float]:
+            marginal_cpu = (cpu[engine, "full"] - cpu[engine, "half"]) / (n - half)
+            return {
+                "e2e": n / wall[engine, "full"],
+                "cpu_ms": cpu[engine, "full"] / n * 1e3,
+                "marginal_cpu_ms": marginal_cpu * 1e3,
+                "fixed_cpu": cpu[engine, "half"] - marginal_cpu * half,
+            }
+
+        lo, ra = figures("local"), figures("ray")
+        print(f"single process: {n / cold_local:.1f} posts/s end to end ({cold_local:.1f} s), "
+              f"{lo['e2e']:.1f} posts/s warm ({wall['local', 'full']:.1f} s); "
+              f"CPU {lo['cpu_ms']:.0f} ms/post overall, "
+              f"{lo['marginal_cpu_ms']:.0f} ms/post per post + {lo['fixed_cpu']:.1f} s fixed")  # fmt: skip
+        print(f"Ray, {args.actors} actors: {n / cold_ray:.1f} posts/s end to end ({cold_ray:.1f} s, "
+              f"ray.init {ray_init:.1f} s), {ra['e2e']:.1f} posts/s in a running session "
+              f"({wall['ray', 'full']:.1f} s, actor start-up included); "
+              f"CPU {ra['cpu_ms']:.0f} ms/post overall, "
+              f"{ra['marginal_cpu_ms']:.0f} ms/post per post + {ra['fixed_cpu']:.1f} s fixed "
+              "(actors' start-up, Ray's daemons)")  # fmt: skip
+        print(f"Ray overhead at {n} posts: {(cold_ray - cold_local) / n * 1e3:+.0f} ms/post end "
+              f"to end, {(wall['ray', 'full'] - wall['local', 'full']) / n * 1e3:+.0f} ms/post in "
+              f"a running session, {ra['cpu_ms'] - lo['cpu_ms']:+.0f} CPU-ms/post")  # fmt: skip
+        print(f"ratio Ray / single process (target >= 0.8): end to end {cold_local / cold_ray:.2f}, "
+              f"running session {ra['e2e'] / lo['e2e']:.2f}; posts per CPU-second overall "
+              f"{lo['cpu_ms'] / ra['cpu_ms']:.2f}, marginal "
+              f"{lo['marginal_cpu_ms'] / ra['marginal_cpu_ms']:.2f} (per-post part)")  # fmt: skip
+        same = same_store(work / "local-full", work / "ray-full")
+        print(f"stores identical: {same}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

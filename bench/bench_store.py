@@ -31,11 +31,13 @@ from semloc.features.synthetic import VIT_B32_DIMS, make_random_store
 from semloc.models import build_model
 
 
-def _train_steps(model, batches, lr=1e-4) -> float:
+def _train_steps(model, batches, lr=1e-4, max_steps=None) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     n, t0 = 0, time.perf_counter()
-    for batch in batches:
+    for step, batch in enumerate(batches):
+        if max_steps is not None and step >= max_steps:
+            break
         out = model(batch)
         loss = loss_fn(out.logits, batch.labels)
         opt.zero_grad()
@@ -45,7 +47,7 @@ def _train_steps(model, batches, lr=1e-4) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def throughput(root: Path, num_posts: int, repeats: int) -> dict:
+def throughput(root: Path, num_posts: int, repeats: int, steps: int) -> dict:
     store = make_random_store(
         root, num_posts, dims=VIT_B32_DIMS, max_text_tokens=32, num_classes=8, shard_size=512
     )
@@ -58,8 +60,8 @@ def throughput(root: Path, num_posts: int, repeats: int) -> dict:
     _train_steps(model, in_memory[:3])  # warm-up
     mmap_rates, mem_rates = [], []
     for _ in range(repeats):  # interleaved, so drift hits both alike
-        mem_rates.append(_train_steps(model, in_memory))
-        mmap_rates.append(_train_steps(model, loader))
+        mem_rates.append(_train_steps(model, in_memory, max_steps=steps))
+        mmap_rates.append(_train_steps(model, loader, max_steps=steps))
     mem, mm = float(np.median(mem_rates)), float(np.median(mmap_rates))
     return {"in_memory_posts_per_s": mem, "store_posts_per_s": mm, "ratio": mm / mem}
 
@@ -109,8 +111,12 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="semloc-bench-"))
     try:
         n_tp, sizes = (512, [1000, 5000]) if args.quick else (2048, [10_000, 50_000])
-        print(f"throughput: SG-MFT (dim 256) on {n_tp} posts, ViT-B/32 widths", flush=True)
-        tp = throughput(root / "tp", n_tp, repeats=3)
+        steps = 4 if args.quick else 12
+        print(
+            f"throughput: SG-MFT (dim 256, ViT-B/32 widths), {steps} steps of 64 posts x 3 rounds",
+            flush=True,
+        )
+        tp = throughput(root / "tp", n_tp, repeats=3, steps=steps)
         print(
             f"  in-memory {tp['in_memory_posts_per_s']:.0f} posts/s, "
             f"memory-mapped store {tp['store_posts_per_s']:.0f} posts/s, "

@@ -105,6 +105,9 @@ class ServeConfig:
     max_batch_request_bytes: int = 100_000_000  # body of POST /predict/batch (base64 JSON)
     backbone: str = ""  # CLIP directory; empty = the one the run's features were extracted with
     device: str = "auto"  # where CLIP and the model run: auto (cuda when present) | cpu | cuda:N
+    # torch CPU threads for CLIP + model (0 = torch's default, one per core); fewer than the
+    # cores leaves room for HTTP parsing and image decoding, which run alongside
+    num_threads: int = 0
 
 
 @dataclass

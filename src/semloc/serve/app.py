@@ -721,6 +721,8 @@ def create_app(
     """
     serve = cfg.serve if isinstance(cfg, Config) else (cfg or ServeConfig())
     device = resolve_device(serve.device)
+    if serve.num_threads > 0:
+        torch.set_num_threads(serve.num_threads)  # process-wide: the server owns the process
     run = load_run(run_dir, device)
     if backbone is None:
         backbone = load_run_backbone(run, serve.backbone, device)

@@ -1,7 +1,7 @@
 """Serving throughput and latency, micro-batching on vs off, measured in the same run.
 
     python bench/bench_serve.py [--size b32|small] [--clients 1 4 16] [--requests 96]
-                                [--seconds 40] [--rounds 1] [--max-wait-ms 5]
+                                [--seconds 40] [--rounds 1] [--max-wait-ms 5] [--threads 0]
 
 Builds a CLIP with random weights (the compute of a trained one; `--size b32` is ViT-B/32-sized:
 12 layers per tower, widths 512 (text) / 768 (vision), 224 px images in 32 px patches, 77 text
@@ -125,12 +125,12 @@ def free_port() -> int:
 
 
 def start_server(
-    run: Path, max_batch_size: int, max_wait_ms: float, log: Path
+    run: Path, max_batch_size: int, max_wait_ms: float, threads: int, log: Path
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "semloc", "serve", str(run), "--host", HOST, "--port", str(port),
            f"serve.max_batch_size={max_batch_size}", f"serve.max_wait_ms={max_wait_ms}",
-           "serve.device=cpu"]  # fmt: skip
+           f"serve.num_threads={threads}", "serve.device=cpu"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     return proc, f"http://{HOST}:{port}"
 
@@ -205,6 +205,12 @@ def main() -> None:
         "--rounds", type=int, default=1, help="repeat each measurement; the median is shown"
     )
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="serve.num_threads of both servers (0: torch's default)",
+    )
     ap.add_argument("--posts", type=int, default=48, help="posts to extract and train on")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
@@ -221,7 +227,7 @@ def main() -> None:
         servers = {}
         for name, mbs in (("off", 1), ("on", 32)):
             log = work / f"server-{name}.log"
-            proc, url = start_server(run, mbs, args.max_wait_ms, log)
+            proc, url = start_server(run, mbs, args.max_wait_ms, args.threads, log)
             procs.append(proc)
             servers[name] = (proc, url, log)
         for proc, url, log in servers.values():
@@ -246,8 +252,11 @@ def main() -> None:
                 )
 
         print()
-        print(f"CLIP {args.size}, SG-MFT (model.dim=256), POST /predict with a 640x480 JPEG; "
-              f"batching on = max_batch_size 32, max_wait_ms {args.max_wait_ms:g}; off = max_batch_size 1")  # fmt: skip
+        threads = args.threads or torch.get_num_threads()
+        print(f"CLIP {args.size}, SG-MFT (model.dim=256), POST /predict with a 640x480 JPEG, "
+              f"{threads} torch thread(s) per server; batching on = max_batch_size 32, "
+              f"max_wait_ms {args.max_wait_ms:g}; off = max_batch_size 1; "
+              f"load average {os.getloadavg()[0]:.1f} at the end")  # fmt: skip
         print(
             f"{'clients':>7} | {'batching':>8} | {'requests':>8} | {'req/s':>7} | {'p50 ms':>8} | {'p99 ms':>8} | {'mean batch':>10}"
         )

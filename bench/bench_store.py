@@ -55,7 +55,8 @@ def throughput(root: Path, num_posts: int, repeats: int, steps: int) -> dict:
     cfg = load_config(None, ["model.dim=256"])
     torch.manual_seed(0)
     model = build_model(cfg.model, store.dims, len(store.labels))
-    loader = make_loader(store, idx, 64, shuffle=True, seed=0, num_workers=1)
+    # num_workers=0, the trainer default: on 2 cores a reader process only steals model time
+    loader = make_loader(store, idx, 64, shuffle=True, seed=0)
     in_memory = list(make_loader(store, idx, 64, shuffle=True, seed=0))
     _train_steps(model, in_memory[:3])  # warm-up
     mmap_rates, mem_rates = [], []

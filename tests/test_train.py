@@ -13,12 +13,18 @@ from semloc.features.store import FeatureStore
 from semloc.features.synthetic import make_random_store
 from semloc.workflow import load_run, train_run
 
-FAST = ["model.dim=32", "model.num_heads=2", "train.progress=false", "train.lr=1e-3"]
+FAST = [
+    "model.dim=16",
+    "model.num_heads=2",
+    "model.sim_layers=1",
+    "train.progress=false",
+    "train.lr=1e-3",
+]
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return make_random_store(tmp_path_factory.mktemp("s") / "store", 300, num_classes=4, signal=0.6)
+    return make_random_store(tmp_path_factory.mktemp("s") / "store", 160, num_classes=4, signal=0.6)
 
 
 def cfg(*extra):

@@ -1,6 +1,7 @@
 """Fixtures shared across test modules, and the test-wide torch settings."""
 
 import torch
+
 from clip_fixtures import tiny_backbone, tiny_clip_dir  # noqa: F401
 
 

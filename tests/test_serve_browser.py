@@ -39,9 +39,10 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def chromium() -> str:
     """The browser executable; checked before any server or run is built."""
-    pytest.importorskip(
-        "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
-    )
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as e:  # missing, or installed without its driver
+        pytest.skip(f"Playwright is not usable ({e}); pip install playwright")
     if Path(CHROMIUM).exists():
         return CHROMIUM
     found = shutil.which("chromium")

@@ -406,13 +406,9 @@ def test_served_predictions_equal_offline_predict(served, tmp_path: Path) -> Non
     out = tmp_path / "offline.csv"
     assert main(["predict", str(run), str(served["store"]), "-o", str(out)]) == 0
     offline = _read_csv(out)
-    offline_posts = None
-    import importlib.util
-
-    if importlib.util.find_spec("semloc.predict_posts") is not None:  # predict from the posts file
-        out2 = tmp_path / "offline_posts.csv"
-        assert main(["predict", str(run), str(served["posts"]), "-o", str(out2)]) == 0
-        offline_posts = _read_csv(out2)
+    out2 = tmp_path / "offline_posts.csv"  # and predicted straight from the posts file
+    assert main(["predict", str(run), str(served["posts"]), "-o", str(out2)]) == 0
+    offline_posts = _read_csv(out2)
     records = [json.loads(line) for line in served["posts"].read_text().splitlines()]
     base = served["posts"].parent
     served_rows: dict[str, Any] = {}
@@ -457,7 +453,7 @@ def test_served_predictions_equal_offline_predict(served, tmp_path: Path) -> Non
 
 def test_the_run_finds_its_own_clip_and_refuses_another(served, tmp_path: Path) -> None:
     from semloc.clip.tiny import build_clip_from_scratch
-    from semloc.serve.app import load_run_backbone
+    from semloc.inference import load_run_backbone
     from semloc.workflow import load_run
 
     run = load_run(served["run"])

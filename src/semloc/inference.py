@@ -9,41 +9,95 @@ predicting a posts file gives the same numbers as extracting it and predicting t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from semloc.config import ExtractConfig
-from semloc.errors import SemlocError, StoreMismatchError
-from semloc.features.store import FINGERPRINT_KEYS, _diff
+from semloc.errors import SemlocError
 from semloc.workflow import LoadedRun
 
 
-def load_backbone_for_run(
-    run: LoadedRun,
-    name_or_dir: str | None = None,
-    *,
-    allow_network: bool = False,
-    device: str = "cpu",
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def _header_differences(actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """What differs between a backbone's feature header and the one a run was trained on."""
+    diffs = []
+    for key in ("backbone", "preprocessing", "dims"):
+        a, e = _flatten(actual.get(key), key), _flatten(expected.get(key), key)
+        for k in sorted(set(a) | set(e)):
+            if a.get(k) != e.get(k):
+                diffs.append(f"{k}: run has {e.get(k)!r}, this CLIP gives {a.get(k)!r}")
+    return diffs
+
+
+def _recorded_backbone_locations(run: LoadedRun) -> list[str]:
+    """Where the run's CLIP was loaded from at extraction: the checkpoint's own header when it
+    records a path, else the feature store the run was trained on, else the recorded name (a
+    hub id, found in the local cache only)."""
+    found: list[str] = []
+    header = run.feature_header
+    if run.meta.get("backbone_path"):
+        found.append(str(run.meta["backbone_path"]))
+    if header.get("backbone_path"):
+        found.append(str(header["backbone_path"]))
+    store = run.meta.get("store_path")
+    if store:
+        for name in ("manifest.json", "header.json"):
+            try:
+                data = json.loads((Path(store) / name).read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            for value in (
+                data.get("backbone_path"),
+                data.get("extraction", {}).get("backbone_path"),
+            ):
+                if value:
+                    found.append(str(value))
+    name = header.get("backbone", {}).get("name")
+    if name:
+        found.append(str(name))
+    return list(dict.fromkeys(found))
+
+
+def load_run_backbone(
+    run: LoadedRun, override: str | None = "", device: str = "cpu", *, allow_network: bool = False
 ) -> Any:
-    """The CLIP backbone of `run`'s features, verified against its feature header."""
+    """The CLIP the run's features came from, checked against the checkpoint's feature header
+    (weights hash, preprocessing, widths). A different CLIP is refused, never used."""
     from semloc.clip.backbone import load_backbone
 
     header = run.feature_header
-    source = name_or_dir or run.meta.get("backbone_path") or header["backbone"].get("name")
-    if not source:
-        raise SemlocError(f"run {run.path} records no backbone; pass --backbone DIR_OR_HUB_ID")
-    bf16 = header["backbone"].get("compute_dtype") == "bfloat16"
-    backbone = load_backbone(source, allow_network=allow_network, device=device, bf16=bf16)
-    diff = _diff(backbone.header(header["dtype"]), header, FINGERPRINT_KEYS)
-    diff = [d for d in diff if not d.lstrip().startswith("backbone.name")]  # a moved dir is fine
-    if diff:
-        raise StoreMismatchError(
-            f"backbone {source!r} is not the CLIP run {run.path} was trained with:\n"
-            + "\n".join(diff)
-        )
-    return backbone
+    bf16 = header.get("backbone", {}).get("compute_dtype") == "bfloat16"
+    candidates = [override] if override else _recorded_backbone_locations(run)
+    tried = []
+    for where in candidates:
+        try:
+            backbone = load_backbone(where, allow_network=allow_network, device=device, bf16=bf16)
+        except SemlocError as e:
+            tried.append(f"  - {where}: {e}")
+            continue
+        diffs = _header_differences(backbone.header(header["dtype"]), header)
+        if not diffs:
+            return backbone
+        tried.append(f"  - {where}: a different CLIP than the run's features came from:")
+        tried += [f"      {d}" for d in diffs]
+    expected = header.get("backbone", {})
+    raise SemlocError(
+        f"cannot serve run {run.path}: no usable copy of the CLIP backbone "
+        f"{expected.get('name')!r} (weights sha256 {expected.get('weights_sha256')}) it was "
+        "trained on. Tried:\n" + ("\n".join(tried) or "  (no location recorded)") + "\n"
+        "Pass --backbone DIR with that CLIP's directory."
+    )
 
 
 def predict_posts_file(
@@ -70,9 +124,7 @@ def predict_posts_file(
 
     cfg = extract_cfg or ExtractConfig()
     table = read_posts(posts_path)
-    backbone = load_backbone_for_run(
-        run, backbone_override, allow_network=cfg.allow_network, device=device
-    )
+    backbone = load_run_backbone(run, backbone_override, device, allow_network=cfg.allow_network)
     batch, outcomes = featurize_posts(
         table.records, table.base_dir, backbone, cfg, dtype=run.feature_header["dtype"]
     )

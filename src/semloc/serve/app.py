@@ -52,11 +52,12 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from semloc.clip.backbone import Backbone, ImagePreprocessing, load_backbone
+from semloc.clip.backbone import Backbone, ImagePreprocessing
 from semloc.clip.extract import featurize_inputs, resolve_device
 from semloc.clip.images import ImageProblem, load_image_bytes, to_rgb
 from semloc.config import Config, ExtractConfig, ServeConfig
 from semloc.errors import SemlocError
+from semloc.inference import _header_differences, load_run_backbone
 from semloc.serve.batcher import MicroBatcher
 from semloc.train.trainer import Predictions
 from semloc.workflow import LoadedRun, load_run
@@ -252,80 +253,6 @@ class ServePost:
     explain: bool = False
     post_id: str | None = None
     crop: dict[str, float] | None = None  # where the patch grid lies in the uploaded image
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    return out
-
-
-def _header_differences(actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
-    """What differs between a backbone's feature header and the one a run was trained on."""
-    diffs = []
-    for key in ("backbone", "preprocessing", "dims"):
-        a, e = _flatten(actual.get(key), key), _flatten(expected.get(key), key)
-        for k in sorted(set(a) | set(e)):
-            if a.get(k) != e.get(k):
-                diffs.append(f"{k}: run has {e.get(k)!r}, this CLIP gives {a.get(k)!r}")
-    return diffs
-
-
-def _recorded_backbone_locations(run: LoadedRun) -> list[str]:
-    """Where the run's CLIP was loaded from at extraction: the checkpoint's own header when it
-    records a path, else the feature store the run was trained on, else the recorded name (a
-    hub id, found in the local cache only)."""
-    found: list[str] = []
-    header = run.feature_header
-    if header.get("backbone_path"):
-        found.append(str(header["backbone_path"]))
-    store = run.meta.get("store_path")
-    if store:
-        for name in ("manifest.json", "header.json"):
-            try:
-                data = json.loads((Path(store) / name).read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            for value in (
-                data.get("backbone_path"),
-                data.get("extraction", {}).get("backbone_path"),
-            ):
-                if value:
-                    found.append(str(value))
-    name = header.get("backbone", {}).get("name")
-    if name:
-        found.append(str(name))
-    return list(dict.fromkeys(found))
-
-
-def load_run_backbone(run: LoadedRun, override: str = "", device: str = "cpu") -> Backbone:
-    """The CLIP the run's features came from, checked against the checkpoint's feature header
-    (weights hash, preprocessing, widths). A different CLIP is refused, never used."""
-    header = run.feature_header
-    bf16 = header.get("backbone", {}).get("compute_dtype") == "bfloat16"
-    candidates = [override] if override else _recorded_backbone_locations(run)
-    tried = []
-    for where in candidates:
-        try:
-            backbone = load_backbone(where, allow_network=False, device=device, bf16=bf16)
-        except SemlocError as e:
-            tried.append(f"  - {where}: {e}")
-            continue
-        diffs = _header_differences(backbone.header(header["dtype"]), header)
-        if not diffs:
-            return backbone
-        tried.append(f"  - {where}: a different CLIP than the run's features came from:")
-        tried += [f"      {d}" for d in diffs]
-    expected = header.get("backbone", {})
-    raise SemlocError(
-        f"cannot serve run {run.path}: no usable copy of the CLIP backbone "
-        f"{expected.get('name')!r} (weights sha256 {expected.get('weights_sha256')}) it was "
-        "trained on. Tried:\n" + ("\n".join(tried) or "  (no location recorded)") + "\n"
-        "Pass --backbone DIR (serve.backbone=DIR) with that CLIP's directory."
-    )
 
 
 def crop_box(prep: ImagePreprocessing, width: int, height: int) -> dict[str, float]:

@@ -27,16 +27,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # a tiny model's ops take microseconds; on a busy CI machine two OpenMP threads spend far
-    # longer waiting for each other than computing
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _pil_processor(**kwargs):
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 

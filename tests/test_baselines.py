@@ -44,16 +44,6 @@ TRAIN_ARGS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: on a busy 2-core machine two OpenMP threads wait on each other far longer
-    # than they compute
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
     return make_random_store(tmp_path_factory.mktemp("store") / "feats", 80, shard_size=64)

@@ -9,7 +9,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
 
 import semloc.plots
 import semloc.workflow
@@ -32,16 +31,6 @@ TINY = [
     "model.dim=16",
     "model.num_heads=2",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: on a busy 2-core machine two OpenMP threads wait on each other far longer
-    # than they compute
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

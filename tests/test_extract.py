@@ -35,16 +35,6 @@ from semloc.errors import StoreMismatchError
 from semloc.features.store import FeatureStore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # a tiny model's ops take microseconds; on a busy CI machine two OpenMP threads spend far
-    # longer waiting for each other than computing
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(**kw) -> ExtractConfig:
     base = dict(shard_size=8, batch_size=3, num_workers=0, progress=False, dtype="float32")
     return ExtractConfig(**{**base, **kw})

@@ -54,16 +54,6 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tensors here are tiny: handing them to a thread pool costs more than the work, several
-    # times more on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(seed: int = 0, **changes) -> SGMFT:
     torch.manual_seed(seed)
     return SGMFT(dataclasses.replace(TINY, **changes), TINY_DIMS, NUM_CLASSES).eval()

@@ -50,15 +50,6 @@ TINY = ScratchClipConfig(
 TINY_OVERRIDES = [f"scratch.{k}={v}" for k, v in vars(TINY).items()]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models on a busy 2-core machine: a second OpenMP thread mostly waits
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _picture(color: tuple[int, int, int], shape: str, seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     px = np.full((40, 40, 3), 128, np.uint8) + rng.integers(0, 20, (40, 40, 3), dtype=np.uint8)

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -40,15 +39,6 @@ LIMITS = dict(
     max_batch_posts=8,
     max_batch_request_bytes=2_000_000,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: OpenMP threads would spend longer synchronising than computing
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def build_served_run(root: Path, backbone: Any) -> tuple[Path, Path, Path]:

@@ -226,33 +226,45 @@ class _DecodeSource(torch.utils.data.Dataset):
 
 def _decode_images(
     paths: Sequence[Path], backbone: Backbone, out_file: Path, num_workers: int, progress: bool
-) -> tuple[np.ndarray, dict[int, str]]:
-    """(N, 3, H, W) float16 memory map of preprocessed pixels, and index -> problem."""
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Each distinct picture decoded once, with the model's own preprocessing.
+
+    Returns a (K, 3, H, W) float16 memory map of the K distinct pictures, the (N,) row of each
+    pair's picture in it, and pair index -> problem for the pairs whose picture is unusable.
+    """
     from tqdm import tqdm
 
+    rows: dict[Path, int] = {}
+    row_of = np.array([rows.setdefault(p, len(rows)) for p in paths], dtype=np.int64)
+    distinct = list(rows)
     size = backbone.image_size
     pixels = np.lib.format.open_memmap(
-        out_file, mode="w+", dtype=np.float16, shape=(len(paths), 3, size, size)
+        out_file, mode="w+", dtype=np.float16, shape=(len(distinct), 3, size, size)
     )
-    source = _DecodeSource(paths, backbone.preprocessing)
-    problems: dict[int, str] = {}
+    source = _DecodeSource(distinct, backbone.preprocessing)
+    bad_rows: dict[int, str] = {}
     loader = torch.utils.data.DataLoader(
         source,
         batch_size=64,
-        num_workers=num_workers if len(paths) > 256 else 0,
+        num_workers=num_workers if len(distinct) > 256 else 0,
         collate_fn=list,
     )
     with tqdm(
-        total=len(paths), desc="decode images", unit="img", disable=not progress, file=sys.stderr
+        total=len(distinct),
+        desc="decode images",
+        unit="img",
+        disable=not progress,
+        file=sys.stderr,
     ) as bar:
         for batch in loader:
             for i, arr, problem in batch:
                 if arr is None:
-                    problems[i] = problem or "unusable"
+                    bad_rows[i] = problem or "unusable"
                 else:
                     pixels[i] = arr
             bar.update(len(batch))
-    return pixels, problems
+    problems = {i: bad_rows[r] for i, r in enumerate(row_of) if r in bad_rows}
+    return pixels, row_of, problems
 
 
 # ----------------------------------------------------------------------------------------------
@@ -580,7 +592,7 @@ def _pretrain(
     model = backbone.model
     pad_id = backbone.pad_token_id
 
-    pixels, problems = _decode_images(
+    pixels, row_of, problems = _decode_images(
         pairs.images, backbone, work / "pixels.npy", cfg.num_workers, cfg.progress
     )
     if problems and cfg.bad_images == "fail":
@@ -608,7 +620,7 @@ def _pretrain(
             return None
         return _evaluate(
             model,
-            pixels[eval_idx],
+            pixels[row_of[eval_idx]],
             [token_ids[i] for i in eval_idx],
             [pairs.captions[i] for i in eval_idx],
             pad_id,
@@ -654,7 +666,7 @@ def _pretrain(
             t_epoch = time.perf_counter()
             for s in range(steps_per_epoch):
                 batch = np.sort(order[s * batch_size : (s + 1) * batch_size])
-                px = torch.from_numpy(np.asarray(pixels[batch], dtype=np.float32))
+                px = torch.from_numpy(np.asarray(pixels[row_of[batch]], dtype=np.float32))
                 if cfg.augment:
                     px = _augment(px, cfg.augment_min_scale, aug_gen)
                 ids, mask = _pad([token_ids[i] for i in batch], pad_id)

@@ -1,0 +1,124 @@
+"""`semloc demo --quick` end to end through the real CLI entry point: world -> demo CLIP ->
+extraction -> models -> report; a second run reuses every cached stage; bad knobs get clear
+errors; the report's two renderings carry the same content."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from semloc.cli import main
+from semloc.demo.report import Block, fusion_gain, to_html, to_markdown
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    # tiny models: on a busy 2-core machine a second OpenMP thread mostly waits
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+QUICK = ["demo", "--quick", "--world", "typo_rate=0.0"]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    workdir = tmp_path_factory.mktemp("demo") / "demo-out"
+    out = io.StringIO()
+    with one_thread(), contextlib.redirect_stdout(out):
+        rc = main([*QUICK, "--workdir", str(workdir)])
+    return workdir, rc, out.getvalue()
+
+
+def test_quick_demo_runs_end_to_end_and_writes_the_report(quick_demo):
+    workdir, rc, printed = quick_demo
+    assert rc == 0
+    # the results table and a summary reach the terminal
+    assert "| model |" in printed and "sgmft" in printed and "report:" in printed
+    for name in ("report.md", "report.html", "results.md", "summary.json", "prompts.yaml"):
+        assert (workdir / name).is_file(), name
+    for fig in ("models", "per_class_f1", "confusion", "training_curves", "clip_pretraining"):
+        assert (workdir / "figures" / f"{fig}.png").stat().st_size > 1000, fig
+    report = (workdir / "report.md").read_text()
+    assert "## Results (test split)" in report and "## The demo CLIP" in report
+    assert "R@1" in report and "zero-shot" in report
+    summary = json.loads((workdir / "summary.json").read_text())
+    models = {r["model"] for r in summary["rows"]}
+    assert {"sgmft", "text_mlp", "concat_mlp", "linear-probe", "zeroshot-image"} <= models
+    for r in summary["rows"]:
+        assert 0.0 <= r["macro_f1"]["mean"] <= 1.0
+    assert summary["world"]["config"]["typo_rate"] == 0.0  # --world reached the generator
+    assert set(summary["timings"]) >= {"world", "clip", "extract", "models"}
+
+
+def test_features_come_from_the_demo_clip_through_the_extraction_path(quick_demo):
+    from semloc.clip.backbone import load_backbone
+    from semloc.features.store import FeatureStore
+
+    workdir, _, _ = quick_demo
+    summary = json.loads((workdir / "summary.json").read_text())
+    clip_dir = Path(summary["clip"]["dir"])
+    store = FeatureStore(summary["features"]["dir"])
+    backbone = load_backbone(clip_dir)
+    assert store.manifest["backbone"]["weights_sha256"] == backbone.weights_sha256
+    assert store.manifest["extraction"]["num_input_posts"] == summary["world"]["counts"]["posts"]
+    metrics = json.loads((clip_dir / "pretrain_metrics.json").read_text())
+    assert metrics["heldout"]["pairs"] > 0
+
+
+def test_second_run_reuses_every_stage(quick_demo, capsys):
+    workdir, _, _ = quick_demo
+    before = json.loads((workdir / "summary.json").read_text())
+    with one_thread():
+        rc = main([*QUICK, "--workdir", str(workdir)])
+    assert rc == 0
+    after = json.loads((workdir / "summary.json").read_text())
+    assert after["clip"]["cached"] and after["features"]["cached"]
+    assert after["clip"]["dir"] == before["clip"]["dir"]
+    assert [r["macro_f1"] for r in after["rows"]] == [r["macro_f1"] for r in before["rows"]]
+
+
+def test_bad_knobs_are_clear_errors(tmp_path, capsys):
+    workdir = tmp_path / "w"
+    for args, message in (
+        (["--world", "bogus=1"], "bogus"),
+        (["--unrelated-images", "1.5"], "unrelated_image_rate"),
+        (["--world", "seed"], "KEY=VALUE"),
+        (["model.bogus=1"], "model.bogus"),
+    ):
+        assert main(["demo", "--quick", "--workdir", str(workdir), *args]) == 2
+        assert message in capsys.readouterr().err
+    assert not workdir.exists()  # refused before anything was written
+
+
+def test_report_renderings_and_fusion_gain():
+    blocks = [
+        Block("h1", "title"),
+        Block("p", "a **bold** `code` <tag>"),
+        Block("table", (["model", "macro-F1"], [["sgmft", "**80.0**"], ["text_mlp", "60.0"]])),
+        Block("image", ("alt", "figures/x.png")),
+    ]
+    md = to_markdown(blocks)
+    assert "| sgmft | **80.0** |" in md and "![alt](figures/x.png)" in md
+    page = to_html(blocks, "t")
+    assert "<b>bold</b>" in page and "<code>code</code>" in page and "&lt;tag&gt;" in page
+    assert '<img src="figures/x.png"' in page
+
+    def row(model: str, f1: float) -> dict:
+        return {"model": model, "macro_f1": {"mean": f1, "std": 0.0}, "runs": 1, "kind": "train"}
+
+    gain = fusion_gain(
+        [row("sgmft", 0.8), row("gmu", 0.7), row("text_mlp", 0.6), row("image_mlp", 0.5)]
+    )
+    assert gain["fusion"] == "sgmft"
+    assert gain["text_gap"] == pytest.approx(0.2) and gain["image_gap"] == pytest.approx(0.3)

@@ -7,26 +7,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from semloc.cli import main
 from semloc.demo.report import Block, fusion_gain, to_html, to_markdown
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    # tiny models: on a busy 2-core machine a second OpenMP thread mostly waits
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 QUICK = ["demo", "--quick", "--world", "typo_rate=0.0"]
 
@@ -35,7 +21,7 @@ QUICK = ["demo", "--quick", "--world", "typo_rate=0.0"]
 def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
     workdir = tmp_path_factory.mktemp("demo") / "demo-out"
     out = io.StringIO()
-    with one_thread(), contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out):
         rc = main([*QUICK, "--workdir", str(workdir)])
     return workdir, rc, out.getvalue()
 
@@ -79,8 +65,7 @@ def test_features_come_from_the_demo_clip_through_the_extraction_path(quick_demo
 def test_second_run_reuses_every_stage(quick_demo, capsys):
     workdir, _, _ = quick_demo
     before = json.loads((workdir / "summary.json").read_text())
-    with one_thread():
-        rc = main([*QUICK, "--workdir", str(workdir)])
+    rc = main([*QUICK, "--workdir", str(workdir)])
     assert rc == 0
     after = json.loads((workdir / "summary.json").read_text())
     assert after["clip"]["cached"] and after["features"]["cached"]

@@ -107,3 +107,55 @@ def test_report_renderings_and_fusion_gain():
     )
     assert gain["fusion"] == "sgmft"
     assert gain["text_gap"] == pytest.approx(0.2) and gain["image_gap"] == pytest.approx(0.3)
+
+
+def test_noise_truth_recomputed_from_the_config_matches_the_world(quick_demo):
+    from semloc.demo.diagnose import UNINFORMATIVE_MODES, UNRELATED_KINDS, noise_truth
+
+    workdir, _, _ = quick_demo
+    summary = json.loads((workdir / "summary.json").read_text())
+    world = Path(summary["world"]["dir"])
+    truth = noise_truth(world)
+    posts = [json.loads(line) for line in (world / "posts.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in posts] == list(truth)
+    for p in posts:  # the plan says "no picture" exactly where the world wrote none
+        assert (truth[p["id"]].image_kind == "none") == (not p.get("image")), p["id"]
+    with_image = [truth[p["id"]] for p in posts if p.get("image")]
+    realised = summary["world"]["counts"]["realised"]
+    unrelated = sum(t.image_kind in UNRELATED_KINDS for t in with_image) / len(with_image)
+    uninformative = sum(t.text_mode in UNINFORMATIVE_MODES for t in truth.values()) / len(posts)
+    assert unrelated == pytest.approx(realised["unrelated_image_rate"], abs=1e-6)
+    assert uninformative == pytest.approx(realised["uninformative_text_rate"], abs=1e-6)
+
+
+def test_diagnose_scores_slices_consistently_with_the_run(quick_demo, capsys):
+    from semloc.demo.diagnose import main as diagnose
+
+    workdir, _, _ = quick_demo
+    summary = json.loads((workdir / "summary.json").read_text())
+    cell = next(c for c in summary["cells"] if c["model"] == "sgmft")
+    rc = diagnose(
+        ["--world", summary["world"]["dir"], "--store", summary["features"]["dir"], cell["dir"]]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "ROC AUC of the cosine" in printed and "| sgmft `seed-0` |" in printed
+    # the 'all' slice is the whole test split: the same accuracy the experiment recorded
+    row = next(line for line in printed.splitlines() if line.startswith("| sgmft"))
+    assert float(row.split("|")[2]) == pytest.approx(100 * cell["accuracy"], abs=0.051)
+    assert "π_image" in printed  # SG-MFT exposes its fusion weights and gate
+
+
+def test_diagnose_refuses_a_store_of_another_world(quick_demo, tmp_path, capsys):
+    from semloc.demo.diagnose import main as diagnose
+
+    workdir, _, _ = quick_demo
+    summary = json.loads((workdir / "summary.json").read_text())
+    other = tmp_path / "world"
+    other.mkdir()
+    (other / "world.json").write_text(
+        json.dumps({**summary["world"], "config": {**summary["world"]["config"], "num_posts": 7}})
+    )
+    rc = diagnose(["--world", str(other), "--store", summary["features"]["dir"]])
+    assert rc == 2
+    assert "not in this demo world" in capsys.readouterr().err

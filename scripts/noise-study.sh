@@ -1,0 +1,64 @@
+#!/bin/sh
+# The two robustness studies of the README: macro-F1 as the fraction of unrelated images, then of
+# uninformative texts, goes from 0 to 80%.
+#
+#   sh scripts/noise-study.sh                 # after `make demo`: uses demo-out's CLIP
+#   DEMO=other-demo-dir SEEDS=5 sh scripts/noise-study.sh
+#
+# 1. One demo world per fraction, identical except for the one knob (every post keeps its label
+#    and split; the other knob stays at the demo default 0.25), each extracted with the SAME CLIP:
+#    the default demo's own, so features differ only where the world does. That CLIP learned from
+#    the default world's training captions and posts, never from a dev or test post.
+# 2. The stores are linked at demo-noise/stores/{images,texts}-F, the paths that
+#    experiments/noise-images.yaml and experiments/noise-texts.yaml read.
+# 3. `semloc experiment` on both grids (resumable: run this again to finish an interrupted study).
+#
+# Environment: DEMO (default demo-out), NOISE (default demo-noise), OUT (default runs), SEEDS
+# (default: the grids' 3), FRACTIONS (default "0.0 0.2 0.4 0.6 0.8"), STUDIES (default
+# "images texts"), SEMLOC (default: semloc from .venv if present, else on PATH).
+set -eu
+
+DEMO=${DEMO:-demo-out}
+NOISE=${NOISE:-demo-noise}
+OUT=${OUT:-runs}
+FRACTIONS=${FRACTIONS:-"0.0 0.2 0.4 0.6 0.8"}
+STUDIES=${STUDIES:-"images texts"}
+if [ -z "${SEMLOC:-}" ]; then
+    if [ -x .venv/bin/semloc ]; then SEMLOC=.venv/bin/semloc; else SEMLOC=semloc; fi
+fi
+PY=$(dirname "$(command -v "$SEMLOC")")/python
+[ -x "$PY" ] || PY=python3
+
+if [ ! -f "$DEMO/summary.json" ]; then
+    echo "noise-study: $DEMO/summary.json not found: run \`make demo\` (or set DEMO=<a demo workdir>) first" >&2
+    exit 2
+fi
+CLIP=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["clip"]["dir"])' "$DEMO/summary.json")
+echo "noise-study: every world is extracted with the CLIP at $CLIP"
+mkdir -p "$NOISE/stores"
+
+for study in $STUDIES; do
+    for f in $FRACTIONS; do
+        case $study in
+            images) knob="--unrelated-images $f" ;;
+            # empty texts are uninformative, so with none uninformative there are none empty
+            texts) knob="--uninformative-texts $f"
+                   [ "$("$PY" -c "print(float('$f') == 0)")" = True ] && knob="$knob --world empty_text_rate=0" ;;
+            *) echo "noise-study: unknown study '$study' (images or texts)" >&2; exit 2 ;;
+        esac
+        work="$NOISE/$study-$f"
+        echo "== $study $f: world and features ($work)"
+        # image_mlp only: a quick check that the store trains; the grid trains everything
+        # shellcheck disable=SC2086
+        "$SEMLOC" demo --workdir "$work" --backbone "$CLIP" $knob \
+            --models image_mlp --no-training-free
+        store=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["features"]["dir"])' "$work/summary.json")
+        ln -sfn "$(cd "$store" && pwd)" "$NOISE/stores/$study-$f"
+    done
+done
+
+for study in $STUDIES; do
+    # shellcheck disable=SC2086
+    "$SEMLOC" experiment "experiments/noise-$study.yaml" --out "$OUT/noise-$study" \
+        ${SEEDS:+--seeds "$SEEDS"}
+done

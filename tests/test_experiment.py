@@ -82,7 +82,7 @@ def small_grid(store, **extra) -> dict:
 # the shipped grid files
 
 
-@pytest.mark.parametrize("name", ["demo", "ablations", "noise"])
+@pytest.mark.parametrize("name", ["demo", "ablations", "noise-images", "noise-texts"])
 def test_grid_files_parse(name):
     grid = load_grid(EXPERIMENTS / f"{name}.yaml")
     assert grid.models and grid.seeds
@@ -192,7 +192,13 @@ def test_noise_study(stores, tmp_path, no_training_plots):
     assert (tmp_path / "noise.png").exists() and not (tmp_path / "results.png").exists()
     assert (tmp_path / "x-0.5" / "text_linear" / "seed-1" / "eval-test" / "metrics.json").exists()
     table = (tmp_path / "results.md").read_text()
-    assert "| model | 0 | 0.5 |" in table  # macro-F1 against x
+    assert "| model | 0 | 0.5 | change 0 → 0.5 |" in table  # macro-F1 against x
+    # the change column is the difference of the two means, in points
+    f1 = {r["x"]: r["macro_f1"]["mean"] for r in results.rows if r["model"] == "text_linear"}
+    row = next(line for line in table.splitlines() if line.startswith("| text_linear | "))
+    assert float(row.strip("| ").split("|")[-1]) == pytest.approx(
+        100 * (f1[0.5] - f1[0.0]), abs=0.006
+    )
 
 
 def test_cli_prints_the_table(stores, tmp_path, capsys):

@@ -84,22 +84,31 @@ def results_markdown(grid: Grid, rows: Rows) -> str:
                 cells.insert(0, f"{store.x:g}" if series and store.x is not None else store.key)
             lines.append("| " + " | ".join(cells) + " |")
     if series:
-        xs = list(grid.stores)
+        xs = sorted(grid.stores, key=lambda s: s.x)
+        first, last = xs[0], xs[-1]
         lines += [
             "",
-            f"Macro-F1 (%) against {grid.x_label}:",
+            f"Macro-F1 (%) against {grid.x_label}; the last column is how much each model loses "
+            f"from {first.x:g} to {last.x:g} (difference of the means; lower is more robust):",
             "",
-            "| model | " + " | ".join(f"{s.x:g}" for s in xs) + " |",
-            "|" + "---|" * (len(xs) + 1),
+            "| model | "
+            + " | ".join(f"{s.x:g}" for s in xs)
+            + f" | change {first.x:g} → {last.x:g} |",
+            "|" + "---|" * (len(xs) + 2),
         ]
         for model in grid.models:
-            cells = []
+            cells, by_key = [], {}
             for s in xs:
                 r = next(
                     (r for r in rows if r["store"] == s.key and r["model"] == model.name), None
                 )
+                by_key[s.key] = r
                 cells.append(_cell_text(r, "macro_f1") if r else "–")
-            lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
+            a, b = by_key[first.key], by_key[last.key]
+            change = (
+                f"{100 * (b['macro_f1']['mean'] - a['macro_f1']['mean']):+.2f}" if a and b else "–"
+            )
+            lines.append(f"| {model.name} | " + " | ".join(cells) + f" | {change} |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,8 +158,11 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     if grid.is_series:
+        # left: macro-F1 against x; right: the same relative to each model's value at the
+        # smallest x, which is the robustness question (who loses least as noise grows)
         path = out / "noise.png"
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(12, 4.5))
+        x0 = min(s.x for s in grid.stores if s.x is not None)
         for model in grid.models:
             pts = sorted(
                 (r["x"], r["macro_f1"]["mean"], r["macro_f1"]["std"])
@@ -164,12 +176,20 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
             lo = [m - s for m, s in zip(mean, std, strict=True)]
             hi = [m + s for m, s in zip(mean, std, strict=True)]
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+            if x[0] == x0:
+                ax_d.plot(x, [m - mean[0] for m in mean], marker="o", color=line.get_color())
         ax.set_xlabel(grid.x_label)
         ax.set_ylabel(f"{grid.split} macro-F1")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
-        ax.set_title(f"{grid.name}: macro-F1 (mean ± std over seeds)")
+        ax.set_title("macro-F1 (mean ± std over seeds)", fontsize=10)
+        ax_d.axhline(0, color="0.5", linewidth=0.8)
+        ax_d.set_xlabel(grid.x_label)
+        ax_d.set_ylabel(f"change in macro-F1 from x = {x0:g}")
+        ax_d.grid(alpha=0.3)
+        ax_d.set_title("change from each model's own value at the cleanest point", fontsize=10)
+        fig.suptitle(grid.name)
     else:
         path = out / "results.png"
         names = [r["model"] for r in rows]

@@ -9,7 +9,7 @@ CONSTRAINTS ?= constraints.txt
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev demo test lint bench clean
+.PHONY: install install-dev demo noise-study test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ install-dev: $(VENV)/.installed-dev
 
 demo: install
 	$(BIN)/semloc demo
+
+# the README's robustness plots (after `make demo`, whose CLIP every world is extracted with)
+noise-study: install
+	SEMLOC=$(BIN)/semloc sh scripts/noise-study.sh
 
 test: install-dev
 	sh scripts/install-browser.sh

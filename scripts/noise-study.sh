@@ -14,14 +14,16 @@
 # 3. `semloc experiment` on both grids (resumable: run this again to finish an interrupted study).
 #
 # Environment: DEMO (default demo-out), NOISE (default demo-noise), OUT (default runs), SEEDS
-# (default: the grids' 3), FRACTIONS (default "0.0 0.2 0.4 0.6 0.8"), STUDIES (default
+# (default: the grids' 3), IMAGE_FRACTIONS (default "0.0 0.2 0.25 0.4 0.6 0.8"; 0.25 is the
+# demo's default world), TEXT_FRACTIONS (default "0.0 0.2 0.4 0.6 0.8"), STUDIES (default
 # "images texts"), SEMLOC (default: semloc from .venv if present, else on PATH).
 set -eu
 
 DEMO=${DEMO:-demo-out}
 NOISE=${NOISE:-demo-noise}
 OUT=${OUT:-runs}
-FRACTIONS=${FRACTIONS:-"0.0 0.2 0.4 0.6 0.8"}
+IMAGE_FRACTIONS=${IMAGE_FRACTIONS:-"0.0 0.2 0.25 0.4 0.6 0.8"}
+TEXT_FRACTIONS=${TEXT_FRACTIONS:-"0.0 0.2 0.4 0.6 0.8"}
 STUDIES=${STUDIES:-"images texts"}
 if [ -z "${SEMLOC:-}" ]; then
     if [ -x .venv/bin/semloc ]; then SEMLOC=.venv/bin/semloc; else SEMLOC=semloc; fi
@@ -38,7 +40,8 @@ echo "noise-study: every world is extracted with the CLIP at $CLIP"
 mkdir -p "$NOISE/stores"
 
 for study in $STUDIES; do
-    for f in $FRACTIONS; do
+    if [ "$study" = images ]; then fractions=$IMAGE_FRACTIONS; else fractions=$TEXT_FRACTIONS; fi
+    for f in $fractions; do
         case $study in
             images) knob="--unrelated-images $f" ;;
             # empty texts are uninformative, so with none uninformative there are none empty

@@ -5,10 +5,11 @@
 #   sh scripts/noise-study.sh                 # after `make demo`: uses demo-out's CLIP
 #   DEMO=other-demo-dir SEEDS=5 sh scripts/noise-study.sh
 #
-# 1. One demo world per fraction, identical except for the one knob (every post keeps its label
-#    and split; the other knob stays at the demo default 0.25), each extracted with the SAME CLIP:
-#    the default demo's own, so features differ only where the world does. That CLIP learned from
-#    the default world's training captions and posts, never from a dev or test post.
+# 1. One demo world per fraction, with the same settings but the one knob: every post keeps its
+#    label and split and the other noise keeps its rate (0.25), though which posts carry the
+#    other noise is drawn anew with the knob. Each is extracted with the SAME CLIP, the default
+#    demo's own, which learned from the default world's training captions and posts only (no
+#    world's dev or test post: the split does not move with the knobs).
 # 2. The stores are linked at demo-noise/stores/{images,texts}-F, the paths that
 #    experiments/noise-images.yaml and experiments/noise-texts.yaml read.
 # 3. `semloc experiment` on both grids (resumable: run this again to finish an interrupted study).

@@ -6,9 +6,9 @@ Stages, each cached in the work directory so that a second run only redoes what 
 
 1. **world** (`semloc.demo.world`): posts, pictures and captions, in ``world/<fingerprint>/``;
 2. **demo CLIP** (`semloc.clip.pretrain`): a small CLIP trained contrastively from scratch on the
-   world's training captions, saved in the Hugging Face format, in ``clip/<key>/``; the key hashes
-   the world's content and every pretraining setting, so a changed world or setting builds a new
-   one and nothing stale is reused;
+   world's training captions and training posts, saved in the Hugging Face format, in
+   ``clip/<key>/``; the key hashes the world's content and every pretraining setting, so a
+   changed world or setting builds a new one and nothing stale is reused;
 3. **features** (`semloc.clip.extract.extract_to_store`): the code path a real CLIP takes, with the
    demo CLIP directory as the backbone, into ``features/<key>/``;
 4. **models** (`semloc.experiment.run_grid`): SG-MFT and the baselines, trained on train,
@@ -17,8 +17,8 @@ Stages, each cached in the work directory so that a second run only redoes what 
 5. **report** (`semloc.demo.report`): ``report.md``, ``report.html``, ``results.md``,
    ``summary.json`` and ``figures/``, rewritten on every run.
 
-No weights are shipped: the demo CLIP is rebuilt deterministically from the seed on a fresh
-machine (docs/demo.md says why). The default sizes fit the whole run in about ten minutes on two
+No weights are shipped: the demo CLIP is rebuilt from its seed on a fresh machine (docs/demo.md
+says why). The default sizes fit the whole run in about ten minutes on two
 CPU cores; ``quick`` shrinks every stage to seconds for tests.
 """
 

@@ -163,7 +163,16 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
         path = out / "noise.png"
         fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(12, 4.5))
         x0 = min(s.x for s in grid.stores if s.x is not None)
-        for model in grid.models:
+        # a colour per model (tab10 repeats after ten lines), SG-MFT drawn heavier, training-free
+        # baselines dashed
+        cmap = plt.get_cmap("tab10" if len(grid.models) <= 10 else "tab20")
+        for i, model in enumerate(grid.models):
+            style = {
+                "color": cmap(i),
+                "linestyle": "-" if model.kind == "train" else "--",
+                "linewidth": 2.6 if model.name == "sgmft" else 1.4,
+                "zorder": 3 if model.name == "sgmft" else 2,
+            }
             pts = sorted(
                 (r["x"], r["macro_f1"]["mean"], r["macro_f1"]["std"])
                 for r in rows
@@ -172,12 +181,12 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
             if not pts:
                 continue
             x, mean, std = (list(v) for v in zip(*pts, strict=True))
-            (line,) = ax.plot(x, mean, marker="o", label=model.name)
+            ax.plot(x, mean, marker="o", markersize=4, label=model.name, **style)
             lo = [m - s for m, s in zip(mean, std, strict=True)]
             hi = [m + s for m, s in zip(mean, std, strict=True)]
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+            ax.fill_between(x, lo, hi, color=style["color"], alpha=0.15, linewidth=0)
             if x[0] == x0:
-                ax_d.plot(x, [m - mean[0] for m in mean], marker="o", color=line.get_color())
+                ax_d.plot(x, [m - mean[0] for m in mean], marker="o", markersize=4, **style)
         ax.set_xlabel(grid.x_label)
         ax.set_ylabel(f"{grid.split} macro-F1")
         ax.set_ylim(0, 1)

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 # bump when a stage would compute something different from the same inputs (cache keys)
 PIPELINE_VERSION = "1"
 
-# -- default sizes, chosen by measurement (docs/demo.md) to fit about ten minutes on two cores.
+# -- default sizes, chosen to fit about ten minutes on two cores (stage timings: docs/demo.md).
 # The pictures keep their full 96 px in 16 px patches: a 6 x 6 grid (37 image tokens, like
 # ViT-B/32's 7 x 7), which keeps every downstream model that attends over image tokens cheap.
 DEMO_SCRATCH = ScratchClipConfig(
@@ -261,8 +261,8 @@ def write_clip_pairs(world_dir: Path, out: Path, clip_data: str) -> Path:
     ``captions``: every picture's caption, with the world's split (dev and test captions are
     the held-out set). ``captions+posts`` adds the training posts' own (picture, text) pairs,
     the kind of noisy web pair a real CLIP learned from (unrelated pictures and chatter
-    included): without them the text tower never sees the words people post with, and the
-    text-picture cosine SG-MFT is guided by would mean nothing (docs/demo.md, measured).
+    included): without them the text tower never sees the words people post with, so the
+    text-picture cosine SG-MFT is guided by would say little about a post.
     """
     if clip_data not in CLIP_DATA:
         raise SemlocError(f"clip data {clip_data!r} is not one of {', '.join(CLIP_DATA)}")

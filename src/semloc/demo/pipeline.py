@@ -30,7 +30,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -455,6 +456,15 @@ def run_demo(opts: DemoOptions, say: Say = _say_stderr) -> DemoResult:
         return _run(opts, say)
 
 
+@contextmanager
+def _timed(stage: str, timings: dict[str, float], cpu: dict[str, float]) -> Iterator[None]:
+    """Record the wall and CPU seconds of the enclosed stage under `stage`."""
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    yield
+    timings[stage] = time.perf_counter() - t0
+    cpu[stage] = cpu_seconds() - c0
+
+
 def _run(opts: DemoOptions, say: Say) -> DemoResult:
     from semloc.demo.report import write_report
 
@@ -464,27 +474,25 @@ def _run(opts: DemoOptions, say: Say) -> DemoResult:
     t_all, c_all = time.perf_counter(), cpu_seconds()
 
     say(f"[1/5] demo world -> {opts.workdir / 'world'}")
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    world_dir, world_info = _stage_world(opts, say)
-    timings["world"] = time.perf_counter() - t0
-    cpu["world"] = cpu_seconds() - c0
+    with _timed("world", timings, cpu):
+        world_dir, world_info = _stage_world(opts, say)
     counts = world_info["counts"]
     say(
         f"      {counts['posts']} posts, {counts['images']} pictures, "
         f"{counts['distinct_words']} distinct words ({timings['world']:.0f}s)"
     )
 
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    if opts.backbone is not None:
-        say(f"[2/5] CLIP: {opts.backbone} (given; no demo CLIP is built)")
-        clip_dir, clip_metrics = _given_clip(opts)
-        cached["clip"] = True
-    else:
-        what = "captions and training posts" if opts.clip_data == "captions+posts" else "captions"
-        say(f"[2/5] demo CLIP: contrastive pretraining on the world's {what}")
-        clip_dir, clip_metrics, cached["clip"] = _stage_clip(opts, world_dir, world_info, say)
-    timings["clip"] = time.perf_counter() - t0
-    cpu["clip"] = cpu_seconds() - c0
+    with _timed("clip", timings, cpu):
+        if opts.backbone is not None:
+            say(f"[2/5] CLIP: {opts.backbone} (given; no demo CLIP is built)")
+            clip_dir, clip_metrics = _given_clip(opts)
+            cached["clip"] = True
+        else:
+            what = (
+                "captions and training posts" if opts.clip_data == "captions+posts" else "captions"
+            )
+            say(f"[2/5] demo CLIP: contrastive pretraining on the world's {what}")
+            clip_dir, clip_metrics, cached["clip"] = _stage_clip(opts, world_dir, world_info, say)
     held = clip_metrics.get("heldout") or {}
     if held:
         say(
@@ -495,56 +503,51 @@ def _run(opts: DemoOptions, say: Say) -> DemoResult:
         )
 
     say("[3/5] CLIP features of every post (semloc extract's code path)")
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    store, cached["features"] = _stage_features(opts, world_dir, world_info, clip_dir)
-    timings["extract"] = time.perf_counter() - t0
-    cpu["extract"] = cpu_seconds() - c0
+    with _timed("extract", timings, cpu):
+        store, cached["features"] = _stage_features(opts, world_dir, world_info, clip_dir)
     say(
         f"      {'cached' if cached['features'] else 'written'}: {store} ({timings['extract']:.0f}s)"
     )
 
     say("[4/5] SG-MFT and baselines: train on train, select on dev, evaluate on test")
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    grid_results = _stage_models(opts, store, store.name)
-    zero_shot = zero_shot_on_images(store, opts.workdir / "prompts.yaml")
-    timings["models"] = time.perf_counter() - t0
-    cpu["models"] = cpu_seconds() - c0
+    with _timed("models", timings, cpu):
+        grid_results = _stage_models(opts, store, store.name)
+        zero_shot = zero_shot_on_images(store, opts.workdir / "prompts.yaml")
     say(
         f"      {len(grid_results.cells)} runs in {grid_results.out_dir} ({timings['models']:.0f}s)"
     )
 
     say("[5/5] report")
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    summary = {
-        "format": "semloc-demo-summary-1",
-        "command": demo_command(opts),
-        "workdir": str(opts.workdir),
-        "quick": opts.quick,
-        "seeds": list(range(max(1, opts.seeds))),
-        "world": {
-            "dir": str(world_dir),
-            "fingerprint": world_info["fingerprint"],
-            "config": world_info["config"],
-            "counts": {k: counts[k] for k in ("posts", "images", "by_split", "realised")},
-            "distinct_words": counts["distinct_words"],
-        },
-        "clip": {
-            "dir": str(clip_dir),
-            "given": opts.backbone is not None,
-            "cached": cached["clip"],
-            "metrics": {k: clip_metrics.get(k) for k in _CLIP_KEYS} if clip_metrics else None,
-            "zero_shot_images": zero_shot,
-        },
-        "features": {"dir": str(store), "cached": cached["features"]},
-        "runs": {"dir": str(grid_results.out_dir), "overrides": train_overrides(opts)},
-        "rows": _plain(grid_results.rows),
-        "cells": _plain(grid_results.cells),
-        "timings": timings,
-        "cpu_seconds": cpu,
-    }
-    files = write_report(summary, opts.workdir)
-    timings["report"] = time.perf_counter() - t0
-    cpu["report"] = cpu_seconds() - c0
+    # summary holds `timings` and `cpu` themselves: the report stage's figures reach summary.json
+    with _timed("report", timings, cpu):
+        summary = {
+            "format": "semloc-demo-summary-1",
+            "command": demo_command(opts),
+            "workdir": str(opts.workdir),
+            "quick": opts.quick,
+            "seeds": list(range(max(1, opts.seeds))),
+            "world": {
+                "dir": str(world_dir),
+                "fingerprint": world_info["fingerprint"],
+                "config": world_info["config"],
+                "counts": {k: counts[k] for k in ("posts", "images", "by_split", "realised")},
+                "distinct_words": counts["distinct_words"],
+            },
+            "clip": {
+                "dir": str(clip_dir),
+                "given": opts.backbone is not None,
+                "cached": cached["clip"],
+                "metrics": {k: clip_metrics.get(k) for k in _CLIP_KEYS} if clip_metrics else None,
+                "zero_shot_images": zero_shot,
+            },
+            "features": {"dir": str(store), "cached": cached["features"]},
+            "runs": {"dir": str(grid_results.out_dir), "overrides": train_overrides(opts)},
+            "rows": _plain(grid_results.rows),
+            "cells": _plain(grid_results.cells),
+            "timings": timings,
+            "cpu_seconds": cpu,
+        }
+        files = write_report(summary, opts.workdir)
     timings["total"] = time.perf_counter() - t_all
     cpu["total"] = cpu_seconds() - c_all
     atomic_write_json(opts.workdir / "summary.json", summary)

@@ -30,13 +30,14 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{m:02d}m"
 
 
-def _params(n: int | None) -> str:
+def format_params(n: int | None, *, missing: str = "?", k_digits: int = 1) -> str:
+    """A parameter count as 1.39M / 68.1k / 512 (`missing` when unknown)."""
     if n is None:
-        return "?"
+        return missing
     if n >= 1e6:
         return f"{n / 1e6:.2f}M"
     if n >= 1e3:
-        return f"{n / 1e3:.1f}k"
+        return f"{n / 1e3:.{k_digits}f}k"
     return str(n)
 
 
@@ -77,7 +78,7 @@ def results_markdown(grid: Grid, rows: Rows) -> str:
                 f1,
                 _cell_text(r, "accuracy"),
                 _cell_text(r, "weighted_f1"),
-                _params(r["num_params"]),
+                format_params(r["num_params"]),
                 format_duration(r["train_seconds"]),
             ]
             if series or len(grid.stores) > 1:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from semloc.experiment_report import format_params
 from semloc.io import atomic_path, atomic_write_text
 
 # which modality each registered model reads (for grouping and the fusion-gain line)
@@ -74,13 +75,7 @@ def _mean_std(entry: dict[str, Any] | None, runs: int) -> str:
 
 
 def _params(n: int | None) -> str:
-    if n is None:
-        return "–"
-    if n >= 1e6:
-        return f"{n / 1e6:.2f}M"
-    if n >= 1e3:
-        return f"{n / 1e3:.0f}k"
-    return str(n)
+    return format_params(n, missing="–", k_digits=0)
 
 
 def _seconds(s: float | None) -> str:

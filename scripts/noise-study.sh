@@ -47,7 +47,7 @@ for study in $STUDIES; do
             images) knob="--unrelated-images $f" ;;
             # empty texts are uninformative, so with none uninformative there are none empty
             texts) knob="--uninformative-texts $f"
-                   [ "$("$PY" -c "print(float('$f') == 0)")" = True ] && knob="$knob --world empty_text_rate=0" ;;
+                   case $f in 0|0.0|0.00) knob="$knob --world empty_text_rate=0" ;; esac ;;
             *) echo "noise-study: unknown study '$study' (images or texts)" >&2; exit 2 ;;
         esac
         work="$NOISE/$study-$f"

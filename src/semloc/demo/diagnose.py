@@ -133,13 +133,13 @@ def slice_scores(
     run_dir: str | Path, store: Any, truth: dict[str, PostTruth], split: str = "test"
 ) -> dict[str, Any]:
     """One run's accuracy and macro-F1 on each slice of `split` (see SLICES)."""
+    from semloc.baselines.pooled import labelled
     from semloc.metrics import classification_metrics
     from semloc.workflow import load_run, predict_store
 
     run = load_run(run_dir)
     store.check_compatible(run.feature_header, what=f"the features run {run.path} was trained on")
-    idx = store.indices(split)
-    idx = idx[store.label_codes[idx] >= 0]
+    idx = labelled(store, split)
     if idx.size == 0:
         raise SemlocError(f"the '{split}' posts of {store.root} carry no labels")
     store.check_labels(run.labels, idx, what=f"run {run.path}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import semloc.plots
-import semloc.workflow
+import semloc.runs
 from semloc.cli import main
 from semloc.errors import ConfigError, SemlocError
 from semloc.experiment import cell_config, grid_cells, load_grid, run_grid
@@ -21,7 +21,7 @@ from semloc.models import MODEL_NAMES
 try:
     from test_baselines import fake_encode_texts
 except ImportError:  # collected with tests/ as a package
-    from tests.test_baselines import fake_encode_texts
+    from tests.test_probes import fake_encode_texts
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 TINY = [
@@ -52,13 +52,13 @@ def no_training_plots(monkeypatch):
 def count_training(monkeypatch):
     """Record every call of train_run (the runner imports it at call time)."""
     calls: list[dict] = []
-    real = semloc.workflow.train_run
+    real = semloc.runs.train_run
 
     def counting(store_path, cfg, out_dir, **kwargs):
         calls.append({"out": Path(out_dir), **kwargs})
         return real(store_path, cfg, out_dir, **kwargs)
 
-    monkeypatch.setattr(semloc.workflow, "train_run", counting)
+    monkeypatch.setattr(semloc.runs, "train_run", counting)
     return calls
 
 

@@ -220,7 +220,7 @@ def slow_runs(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_tiny_run(store: Path, out: Path) -> Path:
-    from semloc.workflow import train_run
+    from semloc.runs import train_run
 
     cfg = load_config(
         None,
@@ -304,8 +304,8 @@ def test_fail_policy_in_a_worker_stops_with_the_post_then_the_rerun_completes(
 def test_ray_prediction_from_the_cli_writes_the_local_predictions(
     inputs: dict[str, Any], slow_runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    from semloc.inference import predict_posts_file
-    from semloc.workflow import load_run
+    from semloc.predict import predict_posts_file
+    from semloc.runs import load_run
 
     expected = tmp_path / "local.csv"
     predict_posts_file(

@@ -11,7 +11,7 @@ from semloc.cli import main
 from semloc.config import load_config
 from semloc.features.store import FeatureStore
 from semloc.features.synthetic import make_random_store
-from semloc.workflow import load_run, train_run
+from semloc.runs import load_run, train_run
 
 FAST = [
     "model.dim=16",
@@ -183,7 +183,7 @@ def test_evaluation_with_unknown_labels_lists_them(store, tmp_path):
     header = {k: store.manifest[k] for k in ("backbone", "preprocessing", "dtype", "dims")}
     other.check_compatible(header)
     from semloc.errors import DataError
-    from semloc.workflow import evaluate_runs
+    from semloc.runs import evaluate_runs
 
     with pytest.raises(DataError, match="class_4"):
         evaluate_runs([tmp_path / "r"], "test", store_path=other.root)

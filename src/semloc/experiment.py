@@ -21,7 +21,7 @@ A grid file (YAML or JSON; relative paths in it are relative to the file)::
       - {name: zeroshot-image, kind: zeroshot, modality: image, prompts: prompts.yaml}
       - {name: linear-probe, kind: linear_probe, Cs: [0.01, 0.1, 1, 10]}
 
-Every trained cell goes through `semloc.workflow.train_run` into OUT/<store-key>/<model>/seed-<k>/
+Every trained cell goes through `semloc.runs.train_run` into OUT/<store-key>/<model>/seed-<k>/
 and is evaluated by `evaluate_runs`; the training-free baselines (deterministic, one cell per
 store) go to OUT/<store-key>/<model>/run/. A cell whose eval-SPLIT/metrics.json exists is finished
 and skipped; one interrupted in training resumes from its last.pt. Each cell records what it is
@@ -48,7 +48,6 @@ from typing import Any
 
 import torch
 
-from semloc.baselines.zeroshot import MODALITIES, EncodeTexts, text_encoder_for_store
 from semloc.config import Config, config_to_dict, load_config, read_config_file
 from semloc.errors import ConfigError, SemlocError
 from semloc.experiment_report import format_duration, plot_results, write_tables
@@ -56,6 +55,7 @@ from semloc.features.store import FeatureStore
 from semloc.io import atomic_write_json
 from semloc.metrics import SUMMARY_KEYS, aggregate
 from semloc.models import MODEL_NAMES, build_model
+from semloc.probes.zeroshot import MODALITIES, EncodeTexts, text_encoder_for_store
 
 log = logging.getLogger(__name__)
 
@@ -394,9 +394,9 @@ def _device_name(cfg: Config) -> str:
 def _run_cell(
     grid: Grid, cell: Cell, encoders: dict[str, EncodeTexts], plots: bool
 ) -> dict[str, Any]:
-    from semloc.baselines.linear_probe import run_linear_probe
-    from semloc.baselines.zeroshot import evaluate_zero_shot
-    from semloc.workflow import evaluate_runs, train_run
+    from semloc.probes.linear_probe import run_linear_probe
+    from semloc.probes.zeroshot import evaluate_zero_shot
+    from semloc.runs import evaluate_runs, train_run
 
     if cell.model.kind == "train":
         cfg = cell_config(grid, cell)

@@ -7,14 +7,9 @@ extracted on the fly with the CLIP backbone recorded in the run's checkpoint.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from pathlib import Path
 
-import numpy as np
-
 from semloc.errors import SemlocError
-from semloc.io import atomic_write_text
 
 HELP = "predict the semantic location of posts (a feature store or a posts file)"
 
@@ -49,48 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
 
 
-def write_predictions(
-    path: str | Path,
-    ids: list[str],
-    probabilities: np.ndarray,
-    labels: list[str],
-    extras: dict[str, np.ndarray] | None = None,
-    outcomes: list[str] | None = None,
-) -> None:
-    """CSV: id, label, p_<class> for every class, then explanation columns when the model has
-    them (similarity, gate, weight_text, weight_image) and the image outcome when known."""
-    extras = extras or {}
-    cols = ["id", "label", *[f"p_{lab}" for lab in labels]]
-    extra_cols: list[tuple[str, np.ndarray]] = []
-    for name in ("similarity", "gate"):
-        if name in extras:
-            extra_cols.append((name, extras[name]))
-    if "modality_weights" in extras:
-        extra_cols += [
-            ("weight_text", extras["modality_weights"][:, 0]),
-            ("weight_image", extras["modality_weights"][:, 1]),
-        ]
-    cols += [c for c, _ in extra_cols]
-    if outcomes is not None:
-        cols.append("image_outcome")
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(cols)
-    for i, pid in enumerate(ids):
-        p = probabilities[i]
-        if np.isnan(p).any():  # a post the image policy skipped: listed, never dropped
-            row = [pid, "", *[""] * len(labels), *[""] * len(extra_cols)]
-        else:
-            row = [pid, labels[int(p.argmax())], *[f"{x:.6f}" for x in p]]
-            row += [f"{float(v[i]):.6f}" for _, v in extra_cols]
-        if outcomes is not None:
-            row.append(outcomes[i])
-        w.writerow(row)
-    atomic_write_text(path, buf.getvalue())
-
-
 def run(args: argparse.Namespace) -> int:
-    from semloc.workflow import load_run
+    from semloc.runs import load_run
 
     loaded = load_run(args.run, args.device)
     src = Path(args.input)
@@ -110,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if src.is_dir():
         from semloc.features.store import FeatureStore
-        from semloc.workflow import predict_store
+        from semloc.runs import predict_store
 
         store = FeatureStore(src)
         store.check_compatible(loaded.feature_header, what=f"run {loaded.path}")
@@ -121,9 +76,11 @@ def run(args: argparse.Namespace) -> int:
             loaded, store, idx, batch_size=args.batch_size, device=args.device, progress=True
         )
         ids = [store.ids[i] for i in preds.index]
+        from semloc.predict import write_predictions
+
         write_predictions(args.output, ids, preds.probabilities, loaded.labels, preds.extras)
     elif src.is_file():
-        from semloc.inference import predict_posts_file
+        from semloc.predict import predict_posts_file
 
         if args.image_policy:
             cfg.extract.image_policy = args.image_policy

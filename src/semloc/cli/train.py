@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from semloc.workflow import train_run
+    from semloc.runs import train_run
 
     shortcuts = []
     if args.model:

@@ -104,7 +104,7 @@ def similarity_report(
     posts with an unrelated one (1 = perfectly, 0.5 = not at all); `..._informative_text` is the
     same among posts whose text talks about the place (where the cosine has something to match).
     """
-    from semloc.baselines.pooled import normalize_rows, read_pooled
+    from semloc.probes.pooled import normalize_rows, read_pooled
 
     idx = store.indices(split)
     pooled = read_pooled(store, idx)
@@ -133,9 +133,9 @@ def slice_scores(
     run_dir: str | Path, store: Any, truth: dict[str, PostTruth], split: str = "test"
 ) -> dict[str, Any]:
     """One run's accuracy and macro-F1 on each slice of `split` (see SLICES)."""
-    from semloc.baselines.pooled import labelled
     from semloc.metrics import classification_metrics
-    from semloc.workflow import load_run, predict_store
+    from semloc.probes.pooled import labelled
+    from semloc.runs import load_run, predict_store
 
     run = load_run(run_dir)
     store.check_compatible(run.feature_header, what=f"the features run {run.path} was trained on")

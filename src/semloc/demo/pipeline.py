@@ -357,7 +357,7 @@ def _stage_features(
 
 
 def write_demo_prompts(path: Path) -> Path:
-    from semloc.baselines.zeroshot import load_prompts
+    from semloc.probes.zeroshot import load_prompts
 
     templates = load_prompts().templates
     text = (
@@ -412,15 +412,15 @@ def zero_shot_on_images(store_path: Path, prompts: Path, split: str = "test") ->
 
     This scores the CLIP, not the post: unrelated pictures (selfies, memes) are counted as
     errors, so the ceiling is the share of related pictures."""
-    from semloc.baselines.pooled import labelled, read_pooled
-    from semloc.baselines.zeroshot import (
+    from semloc.features.store import FeatureStore
+    from semloc.metrics import classification_metrics
+    from semloc.probes.pooled import labelled, read_pooled
+    from semloc.probes.zeroshot import (
         build_zero_shot_classifier,
         load_prompts,
         text_encoder_for_store,
         zero_shot_logits,
     )
-    from semloc.features.store import FeatureStore
-    from semloc.metrics import classification_metrics
 
     store = FeatureStore(store_path)
     idx = labelled(store, split)

@@ -297,12 +297,12 @@ class _PredictActor(_ClipActor):
         device: str,
         threads: int,
     ) -> None:
-        from semloc.inference import load_backbone_for_run
-        from semloc.workflow import load_run
+        from semloc.predict import load_run_backbone
+        from semloc.runs import load_run
 
         torch.set_num_threads(threads)
         self.run = load_run(run, device)
-        backbone = load_backbone_for_run(
+        backbone = load_run_backbone(
             self.run, backbone_override, allow_network=cfg.allow_network, device=device
         )
         self._setup(backbone, weights_sha256, cfg.image_policy)
@@ -542,13 +542,12 @@ def run_ray_prediction(
     path's up to float rounding of the model's batched arithmetic. Returns post counts per image
     outcome, like `predict_posts_file`.
     """
-    from semloc.cli.predict import write_predictions
-    from semloc.inference import load_backbone_for_run
-    from semloc.workflow import load_run, resolve_checkpoint
+    from semloc.predict import load_run_backbone, write_predictions
+    from semloc.runs import load_run, resolve_checkpoint
 
     loaded = load_run(run, "cpu")
     # the driver's copy checks the CLIP once, here, and gives the tokenizer and preprocessing
-    backbone = load_backbone_for_run(loaded, backbone_override, allow_network=cfg.allow_network)
+    backbone = load_run_backbone(loaded, backbone_override, allow_network=cfg.allow_network)
     inputs = read_inputs(posts, data_cfg)
     n = len(inputs.posts)
     # prediction writes no store: one "shard" over all posts, cut into the local path's batches

@@ -57,10 +57,10 @@ from semloc.clip.extract import featurize_inputs, resolve_device
 from semloc.clip.images import ImageProblem, load_image_bytes, to_rgb
 from semloc.config import Config, ExtractConfig, ServeConfig
 from semloc.errors import SemlocError
-from semloc.inference import _header_differences, load_run_backbone
+from semloc.predict import header_differences, load_run_backbone
+from semloc.runs import LoadedRun, load_run
 from semloc.serve.batcher import MicroBatcher
 from semloc.train.trainer import Predictions
-from semloc.workflow import LoadedRun, load_run
 
 log = logging.getLogger(__name__)
 
@@ -654,9 +654,7 @@ def create_app(
     if backbone is None:
         backbone = load_run_backbone(run, serve.backbone, device)
     else:
-        diffs = _header_differences(
-            backbone.header(run.feature_header["dtype"]), run.feature_header
-        )
+        diffs = header_differences(backbone.header(run.feature_header["dtype"]), run.feature_header)
         if diffs:
             raise SemlocError(
                 "the given CLIP is not the one the run was trained on:\n" + "\n".join(diffs)

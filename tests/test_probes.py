@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-import semloc.baselines.linear_probe as linear_probe
 import semloc.plots
-from semloc.baselines.zeroshot import (
-    Prompts,
-    build_zero_shot_classifier,
-    evaluate_zero_shot,
-    load_prompts,
-)
+import semloc.probes.linear_probe as linear_probe
 from semloc.cli import main
 from semloc.config import ModelConfig
 from semloc.errors import SemlocError
@@ -27,6 +21,12 @@ from semloc.features.synthetic import make_random_store
 from semloc.models import MODEL_NAMES, build_model
 from semloc.models.base import ModelOutput
 from semloc.models.baselines import BASELINES
+from semloc.probes.zeroshot import (
+    Prompts,
+    build_zero_shot_classifier,
+    evaluate_zero_shot,
+    load_prompts,
+)
 
 try:
     from helpers_model import TINY_DIMS, VIT_B32_DIMS, random_batch

@@ -6,7 +6,7 @@ inverse regularisation strength C is chosen on the dev split's macro-F1 from a l
 as the CLIP paper and CLIP_benchmark do; the test split is read only by `evaluate_linear_probe`,
 after the choice is made.
 
-    python -m semloc.baselines.linear_probe STORE [--out DIR]
+    python -m semloc.probes.linear_probe STORE [--out DIR]
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from semloc.baselines.pooled import PooledEmbeddings, labelled, normalize_rows, read_pooled
 from semloc.errors import SemlocError
 from semloc.features.store import FeatureStore
 from semloc.io import atomic_write_json
 from semloc.metrics import HEADLINE, classification_metrics
+from semloc.probes.pooled import PooledEmbeddings, labelled, normalize_rows, read_pooled
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def run_linear_probe(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m semloc.baselines.linear_probe",
+        prog="python -m semloc.probes.linear_probe",
         description="Logistic-regression probe on CLIP's pooled embeddings, C chosen on dev.",
     )
     parser.add_argument("store", help="feature store directory")

@@ -9,6 +9,8 @@ predicting a posts file gives the same numbers as extracting it and predicting t
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ import numpy as np
 
 from semloc.config import ExtractConfig
 from semloc.errors import SemlocError
-from semloc.workflow import LoadedRun
+from semloc.io import atomic_write_text
+from semloc.runs import LoadedRun
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -29,7 +32,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _header_differences(actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+def header_differences(actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
     """What differs between a backbone's feature header and the one a run was trained on."""
     diffs = []
     for key in ("backbone", "preprocessing", "dims"):
@@ -86,7 +89,7 @@ def load_run_backbone(
         except SemlocError as e:
             tried.append(f"  - {where}: {e}")
             continue
-        diffs = _header_differences(backbone.header(header["dtype"]), header)
+        diffs = header_differences(backbone.header(header["dtype"]), header)
         if not diffs:
             return backbone
         tried.append(f"  - {where}: a different CLIP than the run's features came from:")
@@ -117,7 +120,6 @@ def predict_posts_file(
     listed with an empty label; fail: nothing is written)."""
     import torch
 
-    from semloc.cli.predict import write_predictions
     from semloc.clip.extract import featurize_posts
     from semloc.data.records import read_posts
     from semloc.features.batch import FeatureBatch
@@ -154,3 +156,43 @@ def predict_posts_file(
     for s in statuses:
         counts[s] = counts.get(s, 0) + 1
     return counts
+
+
+def write_predictions(
+    path: str | Path,
+    ids: list[str],
+    probabilities: np.ndarray,
+    labels: list[str],
+    extras: dict[str, np.ndarray] | None = None,
+    outcomes: list[str] | None = None,
+) -> None:
+    """CSV: id, label, p_<class> for every class, then explanation columns when the model has
+    them (similarity, gate, weight_text, weight_image) and the image outcome when known."""
+    extras = extras or {}
+    cols = ["id", "label", *[f"p_{lab}" for lab in labels]]
+    extra_cols: list[tuple[str, np.ndarray]] = []
+    for name in ("similarity", "gate"):
+        if name in extras:
+            extra_cols.append((name, extras[name]))
+    if "modality_weights" in extras:
+        extra_cols += [
+            ("weight_text", extras["modality_weights"][:, 0]),
+            ("weight_image", extras["modality_weights"][:, 1]),
+        ]
+    cols += [c for c, _ in extra_cols]
+    if outcomes is not None:
+        cols.append("image_outcome")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for i, pid in enumerate(ids):
+        p = probabilities[i]
+        if np.isnan(p).any():  # a post the image policy skipped: listed, never dropped
+            row = [pid, "", *[""] * len(labels), *[""] * len(extra_cols)]
+        else:
+            row = [pid, labels[int(p.argmax())], *[f"{x:.6f}" for x in p]]
+            row += [f"{float(v[i]):.6f}" for _, v in extra_cols]
+        if outcomes is not None:
+            row.append(outcomes[i])
+        w.writerow(row)
+    atomic_write_text(path, buf.getvalue())

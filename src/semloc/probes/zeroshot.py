@@ -11,7 +11,7 @@ features (`store.manifest["backbone"]`); embeddings of another CLIP live in anot
 encoder is an injected callable `encode_texts(list[str]) -> (n, p) array`, so tests and callers
 holding a loaded backbone can pass their own; otherwise the store's backbone is loaded, offline.
 
-    python -m semloc.baselines.zeroshot STORE --modality image [--prompts FILE] [--out DIR]
+    python -m semloc.probes.zeroshot STORE --modality image [--prompts FILE] [--out DIR]
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from semloc.baselines.pooled import PooledEmbeddings, labelled, normalize_rows, read_pooled
 from semloc.errors import SemlocError
 from semloc.features.store import FeatureStore
 from semloc.io import atomic_write_json
 from semloc.metrics import classification_metrics
+from semloc.probes.pooled import PooledEmbeddings, labelled, normalize_rows, read_pooled
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def evaluate_zero_shot(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m semloc.baselines.zeroshot",
+        prog="python -m semloc.probes.zeroshot",
         description="Zero-shot CLIP classification of a feature store's posts from class prompts.",
     )
     parser.add_argument("store", help="feature store directory")

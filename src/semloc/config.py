@@ -64,11 +64,18 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    """How posts are read and split when the data file has no `split` column."""
+    """How posts are read (which column holds which field) and split when there is no split."""
 
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    # the source column holding each field, for files whose columns have other names
+    # (e.g. data.text_column=caption) instead of renaming them
+    id_column: str = "id"
+    text_column: str = "text"
+    image_column: str = "image"
+    label_column: str = "label"
+    split_column: str = "split"
 
 
 @dataclass

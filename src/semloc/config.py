@@ -255,7 +255,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.epochs": (1, None, False, False),
     "train.batch_size": (1, None, False, False),
     "train.eval_batch_size": (1, None, False, False),
-    "train.lr": (0, None, True, False),
+    "train.lr": (0, None, False, False),  # 0 is a frozen model (a sanity check), <0 ascends
     "train.weight_decay": (0, None, False, False),
     "train.warmup_fraction": (0, 1, False, False),
     "train.grad_clip": (0, None, False, False),
@@ -368,9 +368,17 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the file (if any), then dotted overrides, in that order."""
-    cfg = config_from_dict(read_config_file(path)) if path else Config()
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    base: Config | None = None,
+) -> Config:
+    """Defaults (or `base`, e.g. a run's saved config), then the file (if any), then dotted
+    overrides, in that order."""
+    cfg = base if base is not None else Config()
+    if path:
+        _apply(cfg, read_config_file(path), "")
     return validate_config(apply_overrides(cfg, overrides or []))
 
 

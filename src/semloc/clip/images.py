@@ -153,9 +153,7 @@ def _check_size(img: Image.Image, max_pixels: int) -> None:
             "(extract.max_image_pixels)",
         )
     if max(width, height) > MAX_IMAGE_SIDE:
-        raise ImageProblem(
-            "too_large", f"{width}x{height}: a side exceeds {MAX_IMAGE_SIDE} pixels"
-        )
+        raise ImageProblem("too_large", f"{width}x{height}: a side exceeds {MAX_IMAGE_SIDE} pixels")
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise ImageProblem(
             "bad_shape",

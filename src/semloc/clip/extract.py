@@ -637,9 +637,20 @@ def extract_to_store(
         progress.close()
     extraction, report = _summarise(state, num_shards, run, backbone)
     extraction["backbone_path"] = backbone.path
+    extraction["records"] = records_summary(table, data_cfg)
     atomic_write_json(out / REPORT_FILE, report)
     manifest = writer.finalize({"extraction": extraction})
     return ExtractionResult(out, manifest, False, written)
+
+
+def records_summary(table: Any, data_cfg: DataConfig) -> dict[str, Any]:
+    """What reading the posts found (counts, columns used and ignored) for the manifest."""
+    return {
+        **table.counts,
+        **{f"{f}_column": getattr(data_cfg, f"{f}_column") for f in ("text", "label", "image")},
+        "ignored_columns": table.ignored_columns,
+        "warnings": table.warnings,
+    }
 
 
 def resolve_device(device: str) -> str:

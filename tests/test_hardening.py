@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from clip_fixtures are redefined as arguments)
 """One test per class of bad input or damage, through `semloc.cli.main`: a clear message (exit 2),
 never a traceback, and nothing partial left behind."""
 
@@ -30,7 +31,7 @@ def jsonl(path, rows):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_clip_dir):  # noqa: F811
+def trained(tmp_path_factory, tiny_clip_dir):
     d = tmp_path_factory.mktemp("hard")
     posts = write_posts(d, 36, image_every=2)
     assert extract(posts, d / "store", tiny_clip_dir) == 0
@@ -41,7 +42,7 @@ def trained(tmp_path_factory, tiny_clip_dir):  # noqa: F811
 # 1. text Python accepts but the tokenizer does not ---------------------------------------------
 
 
-def test_lone_surrogates_are_replaced_in_text_and_refused_in_ids(tmp_path, tiny_clip_dir, capsys):  # noqa: F811
+def test_lone_surrogates_are_replaced_in_text_and_refused_in_ids(tmp_path, tiny_clip_dir, capsys):
     posts = tmp_path / "p.jsonl"
     posts.write_text(
         '{"id": "a", "text": "bad \\ud800 text", "label": "x"}\n'
@@ -62,7 +63,7 @@ def test_lone_surrogates_are_replaced_in_text_and_refused_in_ids(tmp_path, tiny_
 # 2. records silently changed -------------------------------------------------------------------
 
 
-def test_wrong_types_are_bad_rows_and_real_exports_are_read(tmp_path, tiny_clip_dir, capsys):  # noqa: F811
+def test_wrong_types_are_bad_rows_and_real_exports_are_read(tmp_path, tiny_clip_dir, capsys):
     rows = [
         {"id": ["a"], "text": "list id"},
         {"id": "b", "text": "numeric label", "label": 3},
@@ -96,7 +97,7 @@ def test_wrong_types_are_bad_rows_and_real_exports_are_read(tmp_path, tiny_clip_
 # 3. column mistakes ----------------------------------------------------------------------------
 
 
-def test_renamed_columns_are_loud_and_mappable(tmp_path, tiny_clip_dir, capsys, caplog):  # noqa: F811
+def test_renamed_columns_are_loud_and_mappable(tmp_path, tiny_clip_dir, capsys, caplog):
     rows = [
         {"id": f"p{i}", "caption": f"a long caption number {i}", "place": "ab"[i % 2]}
         for i in range(20)
@@ -120,7 +121,7 @@ def test_renamed_columns_are_loud_and_mappable(tmp_path, tiny_clip_dir, capsys, 
 
 def test_unlabelled_training_posts_are_counted_not_dropped_silently(
     tmp_path, tiny_clip_dir, caplog
-):  # noqa: F811
+):
     rows = [
         {"id": f"p{i}", "text": f"post {i}", "split": "train" if i < 24 else "dev"}
         | ({"label": "ab"[i % 2]} if i % 6 else {})
@@ -144,7 +145,7 @@ def _png(img):
     return buf.getvalue()
 
 
-def test_strips_are_refused_on_the_header_and_photos_come_out_upright(tmp_path, tiny_clip_dir):  # noqa: F811
+def test_strips_are_refused_on_the_header_and_photos_come_out_upright(tmp_path, tiny_clip_dir):
     from semloc.clip.backbone import load_backbone
     from semloc.clip.images import ImageProblem, load_image_bytes
 
@@ -306,7 +307,7 @@ def test_outputs_in_the_way_are_named(trained, tmp_path, capsys):
 # 6. a moved CLIP -------------------------------------------------------------------------------
 
 
-def test_a_moved_clip_is_the_same_clip(trained, tmp_path, tiny_clip_dir):  # noqa: F811
+def test_a_moved_clip_is_the_same_clip(trained, tmp_path, tiny_clip_dir):
     d, posts = trained
     moved = shutil.copytree(tiny_clip_dir, tmp_path / "clip-moved-away")
     out = tmp_path / "pred.csv"

@@ -133,6 +133,7 @@ def test_unlabelled_training_posts_are_counted_not_dropped_silently(
     info = json.loads((run / "run.json").read_text())
     assert info["train_posts"] == 20 and info["train_posts_unlabelled"] == 4
     assert info["dev_posts_unlabelled"] == 2
+    assert info["store_records"]["labelled"] == 26 and info["store_records"]["posts"] == 32
     assert "4 of 24 train posts have no label" in caplog.text
 
 

@@ -253,3 +253,87 @@ def test_dataframe_missing_values_and_numpy_scalars():
         "text_chars_replaced": 0,
         "posts_text_replaced": 0,
     }
+
+
+# images: every kind of file a post may point at, in one extraction -----------------------------
+
+
+def _image_files(d):
+    import io
+
+    from PIL import Image
+
+    from clip_fixtures import random_image
+
+    def save(name, img, **kw):
+        img.save(d / name, **kw)
+        return name
+
+    def raw(name, data):
+        (d / name).write_bytes(data)
+        return name
+
+    png = io.BytesIO()
+    random_image(3, (50, 40)).save(png, "PNG")
+    rotated = random_image(4, (50, 30))
+    exif = rotated.getexif()
+    exif[0x0112] = 8
+    frames = [random_image(i, (20, 20)).convert("P") for i in range(3)]
+    (d / "a_directory.jpg").mkdir()
+    ramp = np.linspace(0, 65535, 40 * 30).reshape(30, 40).astype(np.uint16)
+    return {
+        # name -> the reason recorded, or "present" when it must be used
+        raw("zero.png", b""): "empty_file",
+        raw("text.jpg", b"hello, not a picture"): "not_an_image",
+        raw("half.png", png.getvalue()[: len(png.getvalue()) // 2]): "truncated",
+        raw("photo.heic", b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64): "unsupported_format",
+        save("strip.png", Image.new("L", (100_000, 1))): "too_large",
+        save("thin.png", Image.new("L", (5000, 1))): "bad_shape",
+        save("tall.png", Image.new("RGB", (2, 400))): "bad_shape",
+        "a_directory.jpg": "unreadable",
+        "missing.jpg": "missing",
+        save("grey16.png", Image.fromarray(ramp)): "present",
+        save("grey16.tif", Image.fromarray(ramp)): "present",
+        save("float.tif", Image.fromarray(ramp.astype(np.float32) / 65535)): "present",
+        save("cmyk.jpg", random_image(5).convert("CMYK")): "present",
+        save("rotated.jpg", rotated, exif=exif): "present",
+        save("bilevel.png", random_image(6).convert("1")): "present",
+        save("la.png", random_image(7).convert("LA")): "present",
+        save("rgba.webp", random_image(8).convert("RGBA")): "present",
+        save("anim.gif", frames[0], save_all=True, append_images=frames[1:]): "present",
+    }
+
+
+def test_every_kind_of_image_file_is_used_or_named(tmp_path, tiny_clip_dir, capsys):
+    expected = _image_files(tmp_path)
+    rows = [{"id": f"p{i}", "text": "t", "image": name} for i, name in enumerate(expected)]
+    posts = tmp_path / "p.jsonl"
+    posts.write_bytes(J(*rows))
+    out = tmp_path / "store"
+    opts = ["extract.progress=false", "extract.num_workers=0"]
+    assert (
+        main(["extract", str(posts), "--backbone", str(tiny_clip_dir), "--out", str(out), *opts])
+        == 0
+    )
+    report = json.loads((out / "image_report.json").read_text())
+    problems = report["problems"] if isinstance(report, dict) else report
+    got = {p["image"]: p["reason"] for p in problems}
+    for name, reason in expected.items():
+        assert got.get(name, "present") == reason, (name, got.get(name), problems)
+    # under --image-policy fail the first bad one stops extraction, by name, leaving no store
+    rc = main(
+        [
+            "extract",
+            str(posts),
+            "--backbone",
+            str(tiny_clip_dir),
+            "--out",
+            str(tmp_path / "f"),
+            *opts,
+            "--image-policy",
+            "fail",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "p0" in err and "Traceback" not in err
+    assert not (tmp_path / "f" / "manifest.json").exists()

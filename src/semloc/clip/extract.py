@@ -569,7 +569,7 @@ def extract_to_store(
             cfg.backbone,
             allow_network=cfg.allow_network,
             bf16=cfg.bf16,
-            device=resolve_device(cfg.device),
+            device=resolve_device(cfg.device, "extract.device"),
         )
     elif backbone.bf16 != cfg.bf16:
         raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
@@ -653,9 +653,13 @@ def records_summary(table: Any, data_cfg: DataConfig) -> dict[str, Any]:
     }
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, key: str = "device") -> str:
+    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    from semloc.config import check_device_available
+
+    check_device_available(device, key)
     return device
 
 

@@ -427,6 +427,8 @@ def read_posts(
             raise SemlocError(
                 f"{path}: unknown posts format {path.suffix!r}; use one of {', '.join(FORMATS)}"
             )
+        if path.is_dir():
+            raise SemlocError(f"posts file {path} is a directory")
         if not path.is_file():
             raise SemlocError(f"posts file {path} does not exist")
         try:

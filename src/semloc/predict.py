@@ -1,6 +1,11 @@
-"""Prediction on raw posts: features computed on the fly with the CLIP a run was trained on.
+"""Prediction: posts or a feature store in, a predictions table out — the one path.
 
-The backbone comes from the checkpoint (`backbone_path`, or an explicit override for a moved
+`predict_store` and `predict_posts` both end in `semloc.outputs.model_outputs` (the loop every
+prediction in semloc goes through: trainer, CLI, Ray, server, Python API), and
+`prediction_columns` + `write_predictions` are the one way predictions become a table or a file
+(CSV, JSONL or Parquet, by suffix; written atomically).
+
+Posts are featurised on the fly with the CLIP a run was trained on. The backbone comes from the checkpoint (`backbone_path`, or an explicit override for a moved
 directory) and must be the same model with the same preprocessing as the training features —
 checked against the checkpoint's feature header, so a prediction never silently mixes CLIPs.
 Features go through exactly the extraction code and are rounded through the store dtype, so
@@ -12,15 +17,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from semloc.config import ExtractConfig
+from semloc.config import DataConfig, ExtractConfig
 from semloc.errors import SemlocError
-from semloc.io import atomic_write_text
+from semloc.io import atomic_write_bytes, atomic_write_text
+from semloc.outputs import Predictions, model_outputs
 from semloc.runs import LoadedRun
+
+if TYPE_CHECKING:
+    from semloc.clip.extract import PostOutcome
+    from semloc.data.records import PostTable
+    from semloc.features.store import FeatureStore
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -43,7 +56,7 @@ def header_differences(actual: dict[str, Any], expected: dict[str, Any]) -> list
     return diffs
 
 
-def _recorded_backbone_locations(run: LoadedRun) -> list[str]:
+def recorded_backbone_locations(run: LoadedRun) -> list[str]:
     """Where the run's CLIP was loaded from at extraction: the checkpoint's own header when it
     records a path, else the feature store the run was trained on, else the recorded name (a
     hub id, found in the local cache only)."""
@@ -81,7 +94,7 @@ def load_run_backbone(
 
     header = run.feature_header
     bf16 = header.get("backbone", {}).get("compute_dtype") == "bfloat16"
-    candidates = [override] if override else _recorded_backbone_locations(run)
+    candidates = [override] if override else recorded_backbone_locations(run)
     tried = []
     for where in candidates:
         try:
@@ -103,96 +116,255 @@ def load_run_backbone(
     )
 
 
-def predict_posts_file(
+# ---------------------------------------------------------------------------------------------
+# a feature store in
+
+
+def predict_store(
     run: LoadedRun,
-    posts_path: str | Path,
-    output: str | Path,
+    store: FeatureStore,
+    indices: np.ndarray | None = None,
     *,
+    batch_size: int = 256,
+    device: str = "cpu",
+    progress: bool = False,
+) -> Predictions:
+    """The run's predictions for `indices` of a store (default: every post), in store order.
+
+    The store must hold the features the run was trained on (same CLIP, preprocessing, dtype);
+    a different one is refused with the exact difference."""
+    from semloc.features.loader import make_loader
+    from semloc.features.store import label_map_for
+
+    store.check_compatible(run.feature_header, what=f"run {run.path}")
+    idx = np.arange(len(store)) if indices is None else np.asarray(indices)
+    loader = make_loader(store, idx, batch_size, label_map=label_map_for(store, run.labels))
+    return model_outputs(run.model, loader, device, temperature=run.temperature, progress=progress)
+
+
+def store_prediction_columns(
+    run: LoadedRun, store: FeatureStore, preds: Predictions
+) -> dict[str, list[Any]]:
+    """The predictions table of `predict_store`'s output: ids and gold labels from the store."""
+    gold = [store.raw_labels[i] for i in preds.index]
+    # rows of the table are the predicted posts in store order: positions 0..N-1 of `ids`
+    local = replace(preds, index=np.arange(len(preds)))
+    return prediction_columns(
+        [store.ids[i] for i in preds.index],
+        local,
+        run.labels,
+        gold=gold if any(g is not None for g in gold) else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# posts in (a file, a DataFrame, a list of dicts)
+
+
+@dataclass
+class PostPredictions:
+    """Predictions for every input post, in input order (a skipped post has no prediction)."""
+
+    posts: PostTable
+    predictions: Predictions  # index = positions in posts.records of the predicted posts
+    outcomes: list[PostOutcome]  # one per input post
+    labels: list[str]
+
+    def columns(self) -> dict[str, list[Any]]:
+        records = self.posts.records
+        gold = [p.label for p in records]
+        return prediction_columns(
+            [p.id for p in records],
+            self.predictions,
+            self.labels,
+            outcomes=self.outcomes,
+            gold=gold if any(g is not None for g in gold) else None,
+        )
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame: id, predicted_label, p_<class>…, explanation fields, outcome."""
+        import pandas as pd
+
+        return pd.DataFrame(self.columns())
+
+    def counts(self) -> dict[str, int]:
+        """Posts per (status, image outcome), for a one-line summary."""
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            key = o.status + (f" ({o.reason})" if o.reason else "")
+            out[key] = out.get(key, 0) + 1
+        return out
+
+
+def _chunks(n: int, size: int) -> Iterator[range]:
+    for start in range(0, n, size):
+        yield range(start, min(start + size, n))
+
+
+def predict_posts(
+    run: LoadedRun,
+    posts: str | Path | PostTable | Any,
+    *,
+    backbone: Any = None,
     extract_cfg: ExtractConfig | None = None,
+    data_cfg: DataConfig | None = None,
     backbone_override: str | None = None,
     batch_size: int = 256,
     device: str = "cpu",
-) -> dict[str, int]:
-    """Predict every post of a CSV/JSONL/Parquet file; writes the predictions CSV atomically.
+    progress: bool = False,
+    chunk_size: int = 4096,
+) -> PostPredictions:
+    """Predict raw posts: a posts file, a pandas DataFrame, a list of dicts or a `PostTable`.
 
-    Posts whose image is unusable follow `extract_cfg.image_policy` (text-only by default: the
-    prediction uses the text alone and the CSV says why in `image_outcome`; skip: the post is
-    listed with an empty label; fail: nothing is written)."""
-    import torch
-
+    Features are computed with the run's own CLIP (checked against the run's feature header;
+    pass `backbone` to reuse a loaded one) exactly as extraction computes them, `chunk_size`
+    posts at a time so memory does not grow with the input. Posts whose image is unusable follow
+    `extract_cfg.image_policy`: text-only (the default: predicted from the text; the outcome says
+    why), skip (listed without a prediction) or fail (an error naming the post)."""
     from semloc.clip.extract import featurize_posts
-    from semloc.data.records import read_posts
-    from semloc.features.batch import FeatureBatch
+    from semloc.data.records import PostTable, read_posts
 
     cfg = extract_cfg or ExtractConfig()
-    table = read_posts(posts_path)
-    backbone = load_run_backbone(run, backbone_override, device, allow_network=cfg.allow_network)
-    batch, outcomes = featurize_posts(
-        table.records, table.base_dir, backbone, cfg, dtype=run.feature_header["dtype"]
+    table = posts if isinstance(posts, PostTable) else read_posts(posts, data_cfg=data_cfg)
+    if backbone is None:
+        backbone = load_run_backbone(
+            run, backbone_override, device, allow_network=cfg.allow_network
+        )
+    dtype = run.feature_header["dtype"]
+    records = table.records
+    parts: list[Predictions] = []
+    outcomes: list[PostOutcome] = []
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(records), desc="predict", unit="post", disable=not progress) as bar:
+        for rows in _chunks(len(records), max(1, chunk_size)):
+            chunk = records[rows.start : rows.stop]
+            batch, chunk_outcomes = featurize_posts(
+                chunk, table.base_dir, backbone, cfg, dtype=dtype
+            )
+            for o in chunk_outcomes:
+                o.index += rows.start
+            outcomes.extend(chunk_outcomes)
+            if len(batch):
+                batch.index = batch.index + rows.start
+                step = max(1, batch_size)
+                pieces = (
+                    batch.select(list(range(s, min(s + step, len(batch)))))
+                    for s in range(0, len(batch), step)
+                )
+                parts.append(model_outputs(run.model, pieces, device, temperature=run.temperature))
+            bar.update(len(chunk))
+    return PostPredictions(
+        posts=table,
+        predictions=Predictions.concat(parts, temperature=run.temperature),
+        outcomes=outcomes,
+        labels=list(run.labels),
     )
-    num_classes = len(run.labels)
-    probs = np.full((len(table.records), num_classes), np.nan, dtype=np.float64)
-    extras: dict[str, np.ndarray] = {}
-    kept = batch.index.numpy() if len(batch) else np.zeros(0, dtype=np.int64)
-    with torch.inference_mode():
-        for start in range(0, len(kept), batch_size):
-            rows = torch.arange(start, min(start + batch_size, len(kept)))
-            part: FeatureBatch = batch.select(rows).to(device)
-            out = run.model(part)
-            p = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
-            probs[kept[rows.numpy()]] = p
-            for name in ("similarity", "gate", "modality_weights"):
-                value = getattr(out, name)
-                if value is not None:
-                    full = extras.setdefault(
-                        name, np.full((len(table.records), *value.shape[1:]), np.nan)
-                    )
-                    full[kept[rows.numpy()]] = value.float().cpu().numpy()
-    statuses = [o.status + (f" ({o.reason})" if o.reason else "") for o in outcomes]
-    write_predictions(
-        output, [p.id for p in table.records], probs, run.labels, extras, outcomes=statuses
-    )
-    counts: dict[str, int] = {}
-    for s in statuses:
-        counts[s] = counts.get(s, 0) + 1
-    return counts
 
 
-def write_predictions(
-    path: str | Path,
-    ids: list[str],
-    probabilities: np.ndarray,
-    labels: list[str],
-    extras: dict[str, np.ndarray] | None = None,
-    outcomes: list[str] | None = None,
-) -> None:
-    """CSV: id, label, p_<class> for every class, then explanation columns when the model has
-    them (similarity, gate, weight_text, weight_image) and the image outcome when known."""
-    extras = extras or {}
-    cols = ["id", "label", *[f"p_{lab}" for lab in labels]]
-    extra_cols: list[tuple[str, np.ndarray]] = []
+# ---------------------------------------------------------------------------------------------
+# the predictions table and its writer
+
+
+def image_outcome(outcome: PostOutcome) -> str:
+    """One word for what happened to a post's picture: present, no_image, or why it was
+    unusable (`semloc.clip.images.IMAGE_REASONS`: missing, empty, truncated, ...)."""
+    if outcome.reason:
+        return outcome.reason
+    return "present" if outcome.image else "no_image"
+
+
+def prediction_columns(
+    ids: Sequence[str],
+    preds: Predictions,
+    labels: Sequence[str],
+    *,
+    outcomes: Sequence[PostOutcome] | None = None,
+    gold: Sequence[str | None] | None = None,
+    columns: dict[str, Sequence[Any]] | None = None,
+) -> dict[str, list[Any]]:
+    """Predictions as ordered columns, one row per id (`preds.index` = positions in `ids`).
+
+    id, predicted_label, p_<class> for every class (calibrated when the run has a temperature),
+    similarity, gate, weight_text, weight_image (when the model has them), status and
+    image_outcome (when outcomes are known), label (the gold label, when the input has one),
+    then `columns` (e.g. user, created_at) as given. A post without a prediction (skipped by the
+    image policy) keeps its row with empty prediction cells: listed, never dropped."""
+    n = len(ids)
+    row_of = {int(i): r for r, i in enumerate(preds.index)}
+    probs = preds.probabilities if len(preds) else np.zeros((0, len(labels)))
+    out: dict[str, list[Any]] = {"id": list(ids)}
+    out["predicted_label"] = [
+        labels[int(probs[row_of[i]].argmax())] if i in row_of else None for i in range(n)
+    ]
+    for c, lab in enumerate(labels):
+        out[f"p_{lab}"] = [float(probs[row_of[i], c]) if i in row_of else None for i in range(n)]
+
+    def extra(values: np.ndarray) -> list[Any]:
+        return [float(values[row_of[i]]) if i in row_of else None for i in range(n)]
+
     for name in ("similarity", "gate"):
-        if name in extras:
-            extra_cols.append((name, extras[name]))
-    if "modality_weights" in extras:
-        extra_cols += [
-            ("weight_text", extras["modality_weights"][:, 0]),
-            ("weight_image", extras["modality_weights"][:, 1]),
-        ]
-    cols += [c for c, _ in extra_cols]
+        if name in preds.extras:
+            out[name] = extra(preds.extras[name])
+    if "modality_weights" in preds.extras:
+        out["weight_text"] = extra(preds.extras["modality_weights"][:, 0])
+        out["weight_image"] = extra(preds.extras["modality_weights"][:, 1])
     if outcomes is not None:
-        cols.append("image_outcome")
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(cols)
-    for i, pid in enumerate(ids):
-        p = probabilities[i]
-        if np.isnan(p).any():  # a post the image policy skipped: listed, never dropped
-            row = [pid, "", *[""] * len(labels), *[""] * len(extra_cols)]
-        else:
-            row = [pid, labels[int(p.argmax())], *[f"{x:.6f}" for x in p]]
-            row += [f"{float(v[i]):.6f}" for _, v in extra_cols]
-        if outcomes is not None:
-            row.append(outcomes[i])
-        w.writerow(row)
-    atomic_write_text(path, buf.getvalue())
+        out["status"] = [o.status for o in outcomes]
+        out["image_outcome"] = [image_outcome(o) for o in outcomes]
+    if gold is not None:
+        out["label"] = list(gold)
+    for name, values in (columns or {}).items():
+        if name in out:
+            raise SemlocError(f"prediction column {name!r} is already in the table")
+        if len(values) != n:
+            raise SemlocError(f"prediction column {name!r} has {len(values)} values for {n} posts")
+        out[name] = list(values)
+    return out
+
+
+PREDICTION_FORMATS = (".csv", ".jsonl", ".parquet")
+
+
+def _text_cell(value: Any) -> Any:
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def write_predictions(path: str | Path, columns: dict[str, list[Any]]) -> Path:
+    """Write a predictions table as CSV, JSONL or Parquet (by the file's suffix), atomically.
+
+    Text formats round floats to 6 decimals; Parquet keeps them whole. Empty cells (a post
+    without a prediction) are empty in CSV, null in JSONL and Parquet."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in PREDICTION_FORMATS:
+        raise SemlocError(
+            f"{path}: unknown predictions format {path.suffix!r}; use one of "
+            f"{', '.join(PREDICTION_FORMATS)}"
+        )
+    if path.is_dir():
+        raise SemlocError(f"{path} is a directory; give the predictions file to write")
+    names = list(columns)
+    n = len(columns[names[0]]) if names else 0
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({k: pa.array(v) for k, v in columns.items()})
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf)
+        atomic_write_bytes(path, buf.getvalue().to_pybytes())
+        return path
+    out = io.StringIO()
+    if suffix == ".csv":
+        w = csv.writer(out)
+        w.writerow(names)
+        for i in range(n):
+            w.writerow(["" if columns[k][i] is None else _text_cell(columns[k][i]) for k in names])
+    else:
+        for i in range(n):
+            out.write(
+                json.dumps({k: _text_cell(columns[k][i]) for k in names}, ensure_ascii=False) + "\n"
+            )
+    atomic_write_text(path, out.getvalue())
+    return path

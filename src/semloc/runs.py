@@ -31,11 +31,10 @@ from semloc.config import Config, config_from_dict, config_to_dict, config_to_ya
 from semloc.errors import SemlocError
 from semloc.features.batch import FeatureDims
 from semloc.features.loader import make_loader
-from semloc.features.store import FINGERPRINT_KEYS, FeatureStore, label_map_for
+from semloc.features.store import FINGERPRINT_KEYS, FeatureStore
 from semloc.io import atomic_write_json, atomic_write_text
-from semloc.metrics import aggregate, classification_metrics
 from semloc.models import build_model
-from semloc.train.trainer import Predictions, Trainer, TrainResult, predict, seed_everything
+from semloc.train.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "semloc-checkpoint-1"
@@ -59,7 +58,7 @@ def median_pair_cosine(store: FeatureStore, indices: np.ndarray, limit: int = 20
     return float(np.median(values)) if values.size else 0.0
 
 
-def _require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
+def require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
     idx = store.indices(split)
     if idx.size == 0:
         raise SemlocError(f"feature store {store.root} has no '{split}' posts; {why}")
@@ -100,8 +99,8 @@ def train_run(
     labels = store.labels
     if len(labels) < 2:
         raise SemlocError(f"feature store {store.root} has {len(labels)} label(s); need at least 2")
-    train_idx = _require_split(store, "train", "training needs labelled train posts")
-    dev_idx = _require_split(store, "dev", "model selection needs a dev split (never test)")
+    train_idx = require_split(store, "train", "training needs labelled train posts")
+    dev_idx = require_split(store, "dev", "model selection needs a dev split (never test)")
     train_idx = train_idx[store.label_codes[train_idx] >= 0]
     dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
     if cfg.model.name == "sgmft" and cfg.model.gate_bias_init is None:
@@ -221,6 +220,11 @@ class LoadedRun:
     def feature_header(self) -> dict[str, Any]:
         return self.meta["feature_header"]
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature learned on dev (1.0: uncalibrated)."""
+        return float(self.meta.get("temperature", 1.0))
+
 
 def resolve_checkpoint(run: str | Path) -> Path:
     run = Path(run)
@@ -254,69 +258,3 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     return LoadedRun(
         model=model, labels=list(state["labels"]), config=cfg, meta=meta, path=path.parent
     )
-
-
-def _open_store_for(run: LoadedRun, store_path: str | Path | None) -> FeatureStore:
-    path = store_path or run.meta.get("store_path")
-    if not path:
-        raise SemlocError(f"run {run.path} records no feature store; pass --features STORE")
-    store = FeatureStore(path)
-    store.check_compatible(run.feature_header, what=f"the features run {run.path} was trained on")
-    return store
-
-
-def predict_store(
-    run: LoadedRun,
-    store: FeatureStore,
-    indices: np.ndarray,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> Predictions:
-    loader = make_loader(store, indices, batch_size, label_map=label_map_for(store, run.labels))
-    return predict(run.model, loader, device, progress=progress)
-
-
-def evaluate_runs(
-    runs: list[str | Path],
-    split: str = "test",
-    *,
-    store_path: str | Path | None = None,
-    out_name: str | None = None,
-    plots: bool = True,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Evaluate one or more runs (e.g. seeds) on a split; returns per-run metrics and mean ± std.
-
-    Each run's results go to RUN/eval-SPLIT/. Posts whose label the model does not know are an
-    error (listed), not silently skipped."""
-    results = []
-    for run_path in runs:
-        run = load_run(run_path, device)
-        store = _open_store_for(run, store_path)
-        idx = _require_split(store, split, f"nothing to evaluate on '{split}'")
-        idx = idx[np.array([store.raw_labels[i] is not None for i in idx], dtype=bool)]
-        if idx.size == 0:
-            raise SemlocError(f"the '{split}' posts of {store.root} carry no labels")
-        store.check_labels(run.labels, idx, what=f"run {run.path}")
-        preds = predict_store(run, store, idx, device=device)
-        metrics = classification_metrics(preds.labels, preds.logits.argmax(1), run.labels)
-        metrics.update(
-            split=split,
-            run=str(run.path),
-            model=run.meta["model_name"],
-            seed=run.config.train.seed,
-            num_params=run.meta.get("num_params"),
-        )
-        out = run.path / (out_name or f"eval-{split}")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", metrics)
-        if plots:
-            from semloc.plots import plot_confusion, plot_per_class_f1
-
-            title = f"{run.meta['model_name']} — {split}"
-            plot_confusion(metrics["confusion_matrix"], run.labels, out / "confusion.png", title)
-            plot_per_class_f1(metrics["per_class"], out / "per_class_f1.png", title)
-        results.append(metrics)
-    return {"split": split, "runs": results, "aggregate": aggregate(results)}

@@ -34,7 +34,7 @@ from semloc.features.loader import make_loader
 from semloc.features.store import FINGERPRINT_KEYS, FeatureStore
 from semloc.io import atomic_write_json, atomic_write_text
 from semloc.models import build_model
-from semloc.train.trainer import Trainer, TrainResult, seed_everything
+from semloc.training.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "semloc-checkpoint-1"

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from semloc.evaluate import evaluate_runs
+    from semloc.evaluation import evaluate_runs
 
     report = evaluate_runs(args.runs, args.split, store_path=args.features, plots=not args.no_plots)
     names = ("macro-F1", "accuracy", "weighted-F1", "macro-P", "macro-R")

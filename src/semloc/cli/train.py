@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         shortcuts.append(f"train.epochs={args.epochs}")
     cfg = load_config(args.config, [*args.overrides, *shortcuts])
     dist = None
-    from semloc.train import distributed
+    from semloc.training import distributed
 
     if distributed.is_launched():  # started by torchrun
         dist = distributed.DistContext.from_env(cfg.train.device)

@@ -5,7 +5,7 @@ construction. AdamW, linear warm-up then cosine decay, gradient clipping, early 
 macro-F1, seeded and resumable. Model selection looks at the dev split only; the test split is
 never touched here.
 
-Distributed data parallel: pass a `DistContext` (see `semloc.train.distributed`); the trainer then
+Distributed data parallel: pass a `DistContext` (see `semloc.training.distributed`); the trainer then
 wraps the model in DDP, reduces the training loss across ranks, gathers dev predictions from every
 rank before computing metrics, and writes checkpoints and logs on rank 0 only.
 """

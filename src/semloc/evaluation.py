@@ -11,7 +11,7 @@ from semloc.errors import SemlocError
 from semloc.features.store import FeatureStore
 from semloc.io import atomic_write_json
 from semloc.metrics import aggregate, classification_metrics
-from semloc.predict import predict_store
+from semloc.prediction import predict_store
 from semloc.runs import LoadedRun, load_run, require_split
 
 

@@ -66,7 +66,7 @@ def test_resume_continues_exactly(store, tmp_path):
     finally:
         trainer_mod.Trainer.fit = original_fit
     assert len(json.loads((interrupted / "history.json").read_text())) == 1
-    resumed = train_run(store.root, cfg(), interrupted, resume=True)
+    resumed = train_run(store.root, None, interrupted, resume=True)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
     wf, wr = weights(tmp_path / "full"), weights(interrupted)
     assert all(torch.equal(wf[k], wr[k]) for k in wf)

@@ -571,8 +571,8 @@ def _check_models(grid: Grid, cells: list[Cell], stores: dict[str, FeatureStore]
             continue
         seen.add(cell.model.name)
         store = stores[cell.store.key]
-        cfg = cell_config(grid, cell)
         try:
+            cfg = cell_config(grid, cell)  # value errors (model.dim=-1) are named here too
             with torch.device("meta"):
                 build_model(cfg.model, store.dims, max(2, len(store.labels)))
         except ConfigError as e:

@@ -32,6 +32,7 @@ def evaluate_runs(
     out_name: str | None = None,
     plots: bool = True,
     device: str = "cpu",
+    batch_size: int = 256,
 ) -> dict[str, Any]:
     """Evaluate one or more runs (e.g. seeds) on a split; returns per-run metrics and mean ± std.
 
@@ -46,7 +47,7 @@ def evaluate_runs(
         if idx.size == 0:
             raise SemlocError(f"the '{split}' posts of {store.root} carry no labels")
         store.check_labels(run.labels, idx, what=f"run {run.path}")
-        preds = predict_store(run, store, idx, device=device)
+        preds = predict_store(run, store, idx, device=device, batch_size=batch_size)
         metrics = classification_metrics(preds.labels, preds.logits.argmax(1), run.labels)
         metrics.update(
             split=split,

@@ -13,13 +13,16 @@ import json
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from semloc.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -209,7 +212,8 @@ def _apply(obj: Any, data: dict[str, Any], prefix: str) -> None:
             setattr(obj, key, _check_value(value, hints[key], full))
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (['a', 'b'], value read as YAML); ConfigError if it is not one."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
@@ -223,14 +227,40 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
+    """Dotted ``section.key=value`` overrides (values read as YAML) onto any dataclass tree."""
     for text in overrides:
-        path, value = _parse_override(text)
+        path, value = parse_override(text)
         nested: Any = value
         for part in reversed(path):
             nested = {part: nested}
         _apply(cfg, nested, "")
     return cfg
+
+
+def apply_dict(tree: T, data: dict[str, Any]) -> T:
+    """A nested mapping (a config file's content) onto any dataclass tree, with the same type
+    checks and unknown-key errors as `Config` itself."""
+    _apply(tree, data or {}, "")
+    return tree
+
+
+def load_tree(tree: T, config_file: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """The one config mechanism for any verb's dataclass tree (pretraining settings, the demo
+    world, ...): its defaults, then a YAML/JSON file, then dotted overrides, in that order."""
+    if config_file:
+        apply_dict(tree, read_config_file(config_file))
+    return apply_overrides(tree, overrides)
+
+
+def flatten_dict(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: nested settings as dotted keys."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out |= flatten_dict(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

@@ -386,7 +386,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _device_name(cfg: Config) -> str:
-    from semloc.train.trainer import resolve_device
+    from semloc.training.trainer import resolve_device
 
     return str(resolve_device(cfg.train.device))
 
@@ -394,9 +394,10 @@ def _device_name(cfg: Config) -> str:
 def _run_cell(
     grid: Grid, cell: Cell, encoders: dict[str, EncodeTexts], plots: bool
 ) -> dict[str, Any]:
+    from semloc.evaluation import evaluate_runs
     from semloc.probes.linear_probe import run_linear_probe
     from semloc.probes.zeroshot import evaluate_zero_shot
-    from semloc.runs import evaluate_runs, train_run
+    from semloc.runs import train_run
 
     if cell.model.kind == "train":
         cfg = cell_config(grid, cell)

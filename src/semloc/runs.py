@@ -38,17 +38,15 @@ from semloc.config import (
 from semloc.errors import SemlocError
 from semloc.features.batch import FeatureDims
 from semloc.features.loader import make_loader
-from semloc.features.store import FINGERPRINT_KEYS, FeatureStore, label_map_for
+from semloc.features.store import FINGERPRINT_KEYS, FeatureStore
 from semloc.io import (
     atomic_write_json,
     atomic_write_text,
     output_dir,
     remove_stale_temporaries,
-    sha256_json,
 )
-from semloc.metrics import aggregate, classification_metrics
 from semloc.models import build_model
-from semloc.train.trainer import Predictions, Trainer, TrainResult, predict, seed_everything
+from semloc.training.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "semloc-checkpoint-1"
@@ -72,7 +70,7 @@ def median_pair_cosine(store: FeatureStore, indices: np.ndarray, limit: int = 20
     return float(np.median(values)) if values.size else 0.0
 
 
-def _require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
+def require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
     idx = store.indices(split)
     if idx.size == 0:
         raise SemlocError(f"feature store {store.root} has no '{split}' posts; {why}")
@@ -214,8 +212,8 @@ def train_run(
                 else ""
             )
         )
-    train_all = _require_split(store, "train", "training needs labelled train posts")
-    dev_all = _require_split(store, "dev", "model selection needs a dev split (never test)")
+    train_all = require_split(store, "train", "training needs labelled train posts")
+    dev_all = require_split(store, "dev", "model selection needs a dev split (never test)")
     train_idx = train_all[store.label_codes[train_all] >= 0]
     dev_idx = dev_all[store.label_codes[dev_all] >= 0]
     unlabelled = {"train": len(train_all) - len(train_idx), "dev": len(dev_all) - len(dev_idx)}
@@ -368,6 +366,11 @@ class LoadedRun:
     def feature_header(self) -> dict[str, Any]:
         return self.meta["feature_header"]
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature learned on dev (1.0: uncalibrated)."""
+        return float(self.meta.get("temperature", 1.0))
+
 
 def resolve_checkpoint(run: str | Path) -> Path:
     run = Path(run)
@@ -401,91 +404,3 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     return LoadedRun(
         model=model, labels=list(state["labels"]), config=cfg, meta=meta, path=path.parent
     )
-
-
-def _open_store_for(run: LoadedRun, store_path: str | Path | None) -> FeatureStore:
-    path = store_path or run.meta.get("store_path")
-    if not path:
-        raise SemlocError(f"run {run.path} records no feature store; pass --features STORE")
-    store = FeatureStore(path)
-    store.check_compatible(run.feature_header, what=f"the features run {run.path} was trained on")
-    return store
-
-
-def predict_store(
-    run: LoadedRun,
-    store: FeatureStore,
-    indices: np.ndarray,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> Predictions:
-    loader = make_loader(store, indices, batch_size, label_map=label_map_for(store, run.labels))
-    return predict(run.model, loader, device, progress=progress)
-
-
-def evaluate_runs(
-    runs: list[str | Path],
-    split: str = "test",
-    *,
-    store_path: str | Path | None = None,
-    out_name: str | None = None,
-    plots: bool = True,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Evaluate one or more runs (e.g. seeds) on a split; returns per-run metrics and mean ± std.
-
-    Each run's results go to RUN/eval-SPLIT/. Posts whose label the model does not know are an
-    error (listed), not silently skipped."""
-    results = []
-    for run_path in runs:
-        run = load_run(run_path, device)
-        store = _open_store_for(run, store_path)
-        idx = _require_split(store, split, f"nothing to evaluate on '{split}'")
-        idx = idx[np.array([store.raw_labels[i] is not None for i in idx], dtype=bool)]
-        if idx.size == 0:
-            raise SemlocError(f"the '{split}' posts of {store.root} carry no labels")
-        store.check_labels(run.labels, idx, what=f"run {run.path}")
-        preds = predict_store(run, store, idx, device=device)
-        metrics = classification_metrics(preds.labels, preds.logits.argmax(1), run.labels)
-        metrics.update(
-            split=split,
-            run=str(run.path),
-            model=run.meta["model_name"],
-            seed=run.config.train.seed,
-            num_params=run.meta.get("num_params"),
-        )
-        out = run.path / (out_name or f"eval-{split}")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", metrics)
-        if plots:
-            from semloc.plots import plot_confusion, plot_per_class_f1
-
-            title = f"{run.meta['model_name']} — {split}"
-            plot_confusion(metrics["confusion_matrix"], run.labels, out / "confusion.png", title)
-            plot_per_class_f1(metrics["per_class"], out / "per_class_f1.png", title)
-        metrics["model_key"] = model_key(run)
-        results.append(metrics)
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for m in results:
-        groups.setdefault(m["model_key"], []).append(m)
-    return {
-        "split": split,
-        "runs": results,
-        # mean ± std only over runs of one model (seeds); runs of different models are grouped
-        "groups": [
-            {"model": key, "runs": [m["run"] for m in ms], "aggregate": aggregate(ms)}
-            for key, ms in groups.items()
-        ],
-        "aggregate": aggregate(results) if len(groups) == 1 else None,
-    }
-
-
-def model_key(run: LoadedRun) -> str:
-    """What makes runs seeds of one model: the model name and config, and the features.
-    Runs with equal keys may be averaged; others may not (training settings may differ)."""
-    cfg = config_to_dict(run.config)
-    model = {k: v for k, v in cfg["model"].items() if k != "gate_bias_init"}  # from the data
-    digest = sha256_json({"model": model, "features": run.meta.get("feature_fingerprint")})
-    return f"{run.meta['model_name']}@{digest[:8]}"

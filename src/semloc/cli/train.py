@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, overrides)
     dist = None
-    from semloc.train import distributed
+    from semloc.training import distributed
 
     if distributed.is_launched():  # started by torchrun
         dist = distributed.DistContext.from_env(cfg.train.device if cfg else "auto")

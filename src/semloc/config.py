@@ -222,7 +222,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}' has no key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         value = raw
     return key.split("."), value
 
@@ -391,6 +391,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {e}"
         ) from None
+    except (RecursionError, ValueError) as e:  # nesting too deep, an integer past the digit limit
+        raise ConfigError(f"config file {path} cannot be read: {str(e)[:200]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

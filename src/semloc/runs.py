@@ -87,7 +87,7 @@ RUN_FILES = [
     "training_curves.png",
 ]
 # settings a resumed run may change: where and how fast it runs, never what it computes
-_RESUMABLE_KEYS = {"train.device", "train.num_workers", "train.progress"}
+_RESUMABLE_KEYS = {"train.device", "train.num_workers", "train.progress", "train.eval_batch_size"}
 
 
 def read_resume_checkpoint(path: Path) -> dict[str, Any]:
@@ -143,7 +143,8 @@ def train_run(
     """Train `cfg.model` on the train split of a store, selecting on dev.
 
     resume: continue RUN/last.pt with the run's own config; `cfg` may be None then, and when
-    given it must not change what the run computes (only train.device/num_workers/progress).
+    given it must not change what the run computes (only where and how fast it runs:
+    train.device, num_workers, progress, eval_batch_size).
     A run stopped before its first last.pt starts over on a plain re-run."""
     out_dir = Path(out_dir)
     is_main = dist is None or dist.is_main
@@ -171,9 +172,9 @@ def train_run(
                     "(another --out, or --overwrite)"
                 )
             # settings that do not change results (device, workers, progress) may differ
-            saved_cfg.train.device = cfg.train.device
-            saved_cfg.train.num_workers = cfg.train.num_workers
-            saved_cfg.train.progress = cfg.train.progress
+            for key in _RESUMABLE_KEYS:
+                name = key.split(".")[1]
+                setattr(saved_cfg.train, name, getattr(cfg.train, name))
         cfg = saved_cfg  # the run continues with its own config
         store_path = saved.get("store_path", store_path)
     elif last.exists():

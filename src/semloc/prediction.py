@@ -37,11 +37,18 @@ if TYPE_CHECKING:
 
 
 def header_differences(actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
-    """What differs between a backbone's feature header and the one a run was trained on."""
+    """What differs between a backbone's feature header and the one a run was trained on.
+
+    The weights and preprocessing are a CLIP's identity; its name is a label (a moved or
+    renamed directory is the same model), so names never differ (`LABEL_KEYS`)."""
+    from semloc.features.store import LABEL_KEYS
+
     diffs = []
     for key in ("backbone", "preprocessing", "dims"):
         a, e = flatten_dict(actual.get(key), key), flatten_dict(expected.get(key), key)
         for k in sorted(set(a) | set(e)):
+            if k in LABEL_KEYS:
+                continue
             if a.get(k) != e.get(k):
                 diffs.append(f"{k}: run has {e.get(k)!r}, this CLIP gives {a.get(k)!r}")
     return diffs

@@ -227,6 +227,15 @@ def train_run(
                 label_column,
                 "" if split == "train" else " and model selection",
             )
+    without_text = records.get("empty_text")
+    if is_main and without_text is not None and without_text == records.get("posts"):
+        log.warning(
+            "none of the %d posts of %s has text (column %r); the model sees images only. "
+            "If the texts are in another column, re-extract with data.text_column=COLUMN",
+            without_text,
+            store.root,
+            records.get("text_column", "text"),
+        )
     if train_idx.size == 0 or dev_idx.size == 0:
         empty = "train" if train_idx.size == 0 else "dev"
         raise SemlocError(
@@ -299,6 +308,8 @@ def train_run(
                 # posts of those splits without a label: not trained on, said in the log too
                 "train_posts_unlabelled": unlabelled["train"],
                 "dev_posts_unlabelled": unlabelled["dev"],
+                # what reading the posts found at extraction (empty texts, labels, columns)
+                "store_records": records,
             },
         )
         log.info(

@@ -49,12 +49,20 @@ def run(args: argparse.Namespace) -> int:
             f"{Path(m['run']).name[:40]:40s} "
             + " ".join(f"{100 * m[k]:11.2f}" for k in SUMMARY_KEYS)
         )
-    agg = report["aggregate"]
-    if agg["num_runs"] > 1:
+    groups = report["groups"]
+    if len(groups) > 1:
         print(
-            f"{'mean ± std over ' + str(agg['num_runs']) + ' runs':40s} "
-            + " ".join(f"{format_mean_std(agg[k]):>11s}" for k in SUMMARY_KEYS)
+            f"these runs are of {len(groups)} different models (name, config or features): "
+            "mean ± std is given per model, never across models"
         )
+    for group in groups:
+        agg = group["aggregate"]
+        if agg["num_runs"] > 1:
+            label = f"{group['model']}: mean ± std over {agg['num_runs']} runs"
+            print(
+                f"{label[:40]:40s} "
+                + " ".join(f"{format_mean_std(agg[k]):>11s}" for k in SUMMARY_KEYS)
+            )
     for m in report["runs"]:
         print(f"plots and metrics: {Path(m['run']) / ('eval-' + args.split)}")
     if args.summary:

@@ -227,7 +227,8 @@ def _csv_field_limit(limit: int) -> Iterator[None]:
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: an unclosed quote is an error, not the rest of the file swallowed into one cell
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     with _csv_field_limit(CSV_FIELD_LIMIT):
         try:
             header = next(reader, None)
@@ -426,6 +427,8 @@ def read_posts(
             raise SemlocError(
                 f"{path}: unknown posts format {path.suffix!r}; use one of {', '.join(FORMATS)}"
             )
+        if path.is_dir():
+            raise SemlocError(f"posts file {path} is a directory")
         if not path.is_file():
             raise SemlocError(f"posts file {path} does not exist")
         try:

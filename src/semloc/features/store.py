@@ -53,7 +53,7 @@ import torch
 from semloc import __version__
 from semloc.errors import SemlocError, StoreMismatchError
 from semloc.features.batch import FeatureBatch, FeatureDims
-from semloc.io import atomic_write_json, sha256_file, sha256_json
+from semloc.io import atomic_write_json, output_dir, sha256_file, sha256_json
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "dev", "test")
@@ -76,8 +76,23 @@ class DamagedStoreError(SemlocError):
     """A feature store whose files do not match its manifest (edited, truncated, mixed)."""
 
 
+# keys under FINGERPRINT_KEYS that only *name* things: a CLIP directory moved or renamed is the
+# same model (its weights hash and preprocessing are its identity), so these never differ a store
+LABEL_KEYS = ("backbone.name",)
+
+
+def feature_identity(header: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a feature header that define what the features mean (labels left out)."""
+    out = {k: header.get(k) for k in FINGERPRINT_KEYS}
+    for dotted in LABEL_KEYS:
+        section, name = dotted.split(".")
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != name}
+    return out
+
+
 def feature_fingerprint(header: dict[str, Any]) -> str:
-    return sha256_json({k: header.get(k) for k in FINGERPRINT_KEYS})
+    return sha256_json(feature_identity(header))
 
 
 @dataclass
@@ -131,6 +146,8 @@ class FeatureStoreWriter:
         self.header = {"format_version": FORMAT_VERSION, **header}
         self.header["fingerprint"] = feature_fingerprint(self.header)
         self.dtype = np.dtype(self.header["dtype"])
+        if self.root.exists() and not self.root.is_dir():
+            raise SemlocError(f"feature store {self.root} is an existing file, not a directory")
         header_path = self.root / "header.json"
         if header_path.exists():
             existing = json.loads(header_path.read_text())
@@ -143,7 +160,7 @@ class FeatureStoreWriter:
         else:
             if self.root.exists() and any(self.root.iterdir()):
                 raise SemlocError(f"{self.root} exists, is not empty and is not a feature store")
-            (self.root / "shards").mkdir(parents=True, exist_ok=True)
+            output_dir(self.root / "shards", "feature store")
             atomic_write_json(header_path, self.header)
         (self.root / "shards").mkdir(parents=True, exist_ok=True)
         self._clean_temporaries()
@@ -267,6 +284,8 @@ def _diff(have: dict[str, Any], want: dict[str, Any], keys: Sequence[str]) -> li
         a, b = have.get(key), want.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             for sub in sorted(set(a) | set(b)):
+                if f"{key}.{sub}" in LABEL_KEYS:
+                    continue
                 if a.get(sub) != b.get(sub):
                     out.append(f"  {key}.{sub}: store has {a.get(sub)!r}, expected {b.get(sub)!r}")
         elif a != b:

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from semloc.config import Config, config_to_dict, load_config, read_config_file
+from semloc.config import Config, config_to_dict, flatten_dict, load_config, read_config_file
 from semloc.errors import ConfigError, SemlocError
 from semloc.experiment_report import format_duration, plot_results, write_tables
 from semloc.features.store import FeatureStore
@@ -364,7 +364,7 @@ def _check_identity(cell: Cell, ident: dict[str, Any]) -> None:
         saved = json.loads(path.read_text())
         now = json.loads(json.dumps(ident, default=str))
         if saved != now:
-            a, b = _flatten(saved), _flatten(now)
+            a, b = flatten_dict(saved), flatten_dict(now)
             changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             raise SemlocError(
                 f"{cell.dir} holds a cell computed with other settings ({', '.join(changed)} "
@@ -373,16 +373,6 @@ def _check_identity(cell: Cell, ident: dict[str, Any]) -> None:
             )
     elif cell.dir.exists() and any(cell.dir.iterdir()):
         raise SemlocError(f"{cell.dir} exists and is not a cell of this grid; use another --out")
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _device_name(cfg: Config) -> str:

@@ -108,6 +108,18 @@ class ServeConfig:
     # torch CPU threads for CLIP + model (0 = torch's default, one per core); fewer than the
     # cores leaves room for HTTP parsing and image decoding, which run alongside
     num_threads: int = 0
+    # what an unusable image does when a request has no ?image_policy=: text-only (predict from
+    # the text and report the image's outcome, as every CLI verb does) | fail (a 4xx)
+    image_policy: Literal["text-only", "fail"] = "text-only"
+    # slow or stalled clients: a request's headers and body must arrive within read_timeout_s of
+    # its first byte (or of the connection opening), else 408 and the connection is closed; an
+    # idle keep-alive connection is closed after keep_alive_timeout_s
+    read_timeout_s: float = 10.0
+    keep_alive_timeout_s: float = 5.0
+    # open connections at once; a request beyond them gets 503 (retry later), so stalled
+    # clients cannot take every socket and file descriptor
+    max_connections: int = 128
+    max_header_bytes: int = 16_384  # request line + headers; a larger head is refused with 400
 
 
 @dataclass

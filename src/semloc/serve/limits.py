@@ -33,7 +33,17 @@ class BodyLimitMiddleware:
             return
         path = scope["path"]
         limit = self.limits.get(path, self.default)
-        declared = [v for k, v in scope.get("headers") or [] if k.lower() == b"content-length"]
+        headers = scope.get("headers") or []
+        encoding = [v for k, v in headers if k.lower() == b"content-encoding"]
+        if any(v.strip().lower() not in (b"", b"identity") for v in encoding):
+            # not decompressed here: an inflating body would escape every size limit above
+            await error_response(
+                415, "unsupported_content_encoding",
+                "compressed request bodies (Content-Encoding) are not accepted; send the body "
+                "as is (images are compressed already)",
+            )(scope, receive, send)  # fmt: skip
+            return
+        declared = [v for k, v in headers if k.lower() == b"content-length"]
         if declared:
             value = declared[-1].strip()
             if len(set(declared)) > 1 or not value.isdigit():

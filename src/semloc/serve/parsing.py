@@ -163,6 +163,7 @@ def decode_image(
     else:
         try:
             img = load_image_bytes(data, max_pixels=cfg.max_image_pixels)
+            check_resized_size(img, prep, cfg.max_image_pixels)
             box = crop_box(prep, img.width, img.height)
             return presize(img, prep), None, None, box
         except ImageProblem as e:
@@ -180,6 +181,20 @@ def decode_image(
         status, code, f"unusable image: {problem.detail}", field="image", reason=problem.reason,
         post=post,
     )  # fmt: skip
+
+
+def check_resized_size(img: Image.Image, prep: ImagePreprocessing, max_pixels: int) -> None:
+    """Refuse an image whose resize for CLIP would exceed the pixel limit: a 1 x 5000 strip
+    is small, but scaled to a short side of 224 it becomes 224 x 1.1 million (gigabytes)."""
+    if not prep.do_resize:
+        return
+    height, width = prep.resized_size(img.height, img.width)
+    if height * width > max_pixels:
+        raise ImageProblem(
+            "too_large",
+            f"{img.width}x{img.height} would be resized to {width}x{height} = {width * height} "
+            f"pixels for CLIP, over the limit of {max_pixels} (serve.max_image_pixels)",
+        )
 
 
 def _b64_image(value: Any, index: int) -> bytes | None:
@@ -400,7 +415,7 @@ def parse_single_post(
     if not part.data and not part.filename:  # a browser's empty file input
         return ServePost(text, explain=explain, text_replaced=replaced)
     image, reason, detail, box = decode_image(part.data, cfg, prep, policy, None)
-    return ServePost(text, image, reason, detail, explain, None, box, replaced)
+    return ServePost(text, image, reason, detail, explain, None, box, replaced, policy)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -496,7 +511,7 @@ def decode_batch(
             problems.append(err)
             continue
         posts.append(ServePost(e.text, image, reason, detail, explain, e.post_id, box,
-                               e.text_replaced))  # fmt: skip
+                               e.text_replaced, policy))  # fmt: skip
     if len(problems) == 1:
         raise problems[0]
     if problems:

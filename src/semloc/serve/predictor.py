@@ -25,6 +25,7 @@ from semloc.config import ExtractConfig, ServeConfig
 from semloc.outputs import Predictions, accepts_token_similarity, model_outputs
 from semloc.predict import image_outcome
 from semloc.runs import LoadedRun
+from semloc.serve.errors import ApiError
 
 
 @dataclass
@@ -40,6 +41,7 @@ class ServePost:
     post_id: str | None = None
     crop: dict[str, float] | None = None  # where the patch grid lies in the uploaded image
     text_replaced: int = 0  # lone surrogates in the text replaced by U+FFFD
+    image_policy: str = "text-only"  # fail: an image featurisation cannot use is the post's 4xx
 
 
 def presize(img: Image.Image, prep: ImagePreprocessing) -> Image.Image:
@@ -123,7 +125,14 @@ class Predictor:
             RuntimeError("the post was dropped by featurisation") for _ in posts
         ]
         for r, i in enumerate(preds.index.tolist()):
-            results[i] = self._answer(posts[i], self._outcome(posts[i], outcomes[i]), preds, r)
+            post, outcome = posts[i], self._outcome(posts[i], outcomes[i])
+            if post.image is not None and outcome.reason and post.image_policy == "fail":
+                results[i] = ApiError(
+                    422, "invalid_image", f"unusable image: {outcome.detail}", field="image",
+                    reason=outcome.reason,
+                )  # fmt: skip
+            else:
+                results[i] = self._answer(post, outcome, preds, r)
         return results
 
     @staticmethod

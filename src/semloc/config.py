@@ -99,7 +99,9 @@ class ServeConfig:
     max_batch_size: int = 32  # posts per model call (CLIP + model); 1 turns micro-batching off
     max_wait_ms: float = 5.0  # how long a lone request may wait for others to join its batch
     max_upload_bytes: int = 10_000_000  # body of POST /predict, and each image of a batch
-    max_image_pixels: int = 40_000_000  # width x height, checked on the header (bombs)
+    # width x height, checked on the header (bombs) and for the size CLIP would resize it to
+    # (a 1 x 5000 strip becomes 224 x 1.1 million)
+    max_image_pixels: int = 40_000_000
     max_text_chars: int = 5000
     max_batch_posts: int = 64  # posts in one POST /predict/batch
     max_batch_request_bytes: int = 100_000_000  # body of POST /predict/batch (base64 JSON)
@@ -119,7 +121,7 @@ class ServeConfig:
     # open connections at once; a request beyond them gets 503 (retry later), so stalled
     # clients cannot take every socket and file descriptor
     max_connections: int = 128
-    max_header_bytes: int = 16_384  # request line + headers; a larger head is refused with 400
+    max_header_bytes: int = 16_384  # request line + headers; a larger head is refused with 431
 
 
 @dataclass

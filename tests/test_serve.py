@@ -547,6 +547,11 @@ def test_cli_serve_reports_bad_arguments(tmp_path: Path, capsys) -> None:
     assert "not a run directory" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
     assert "not a TCP port" in capsys.readouterr().err
+    for setting in ("serve.read_timeout_s=0", "serve.max_connections=-1", "serve.max_wait_ms=-1"):
+        assert main(["serve", str(tmp_path), setting]) == 2
+        assert f"config key '{setting.split('=')[0]}'" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "serve.image_policy=skip"]) == 2  # not a server policy
+    assert "serve.image_policy" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "serve.backbone; it must have the weights the run was trained on)",
     )
     parser.add_argument("--device", help="cpu | cuda | cuda:N | auto (default: serve.device)")
+    parser.add_argument(
+        "--image-policy",
+        choices=["text-only", "fail"],
+        help="what an unusable image does when a request does not say (?image_policy=): "
+        "text-only predicts from the text and reports the image's outcome, fail is a 4xx "
+        "(default: serve.image_policy, text-only, as every other verb)",
+    )
     add_config_arguments(parser)
 
 
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         serve.backbone = args.backbone
     if args.device:
         serve.device = args.device
+    if args.image_policy:
+        serve.image_policy = args.image_policy
     if not 0 <= serve.port <= 65535:
         raise SemlocError(f"--port {serve.port} is not a TCP port")
     check_serve_settings(serve)

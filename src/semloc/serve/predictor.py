@@ -121,6 +121,7 @@ class Predictor:
             temperature=self.run.temperature,
             token_similarity=self.explains and any(p.explain for p in posts),
         )
+        probs = preds.probabilities  # (N, C), calibrated; computed once for the batch
         results: list[dict[str, Any] | BaseException] = [
             RuntimeError("the post was dropped by featurisation") for _ in posts
         ]
@@ -132,7 +133,7 @@ class Predictor:
                     reason=outcome.reason,
                 )  # fmt: skip
             else:
-                results[i] = self._answer(post, outcome, preds, r)
+                results[i] = self._answer(post, outcome, preds, probs[r], r)
         return results
 
     @staticmethod
@@ -149,9 +150,8 @@ class Predictor:
         )
 
     def _answer(
-        self, post: ServePost, outcome: PostOutcome, preds: Predictions, r: int
+        self, post: ServePost, outcome: PostOutcome, preds: Predictions, probs: np.ndarray, r: int
     ) -> dict[str, Any]:
-        probs = preds.probabilities[r]
         predicted = self.labels[int(probs.argmax())]
 
         def extra(name: str) -> np.ndarray | None:

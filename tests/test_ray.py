@@ -304,7 +304,7 @@ def test_fail_policy_in_a_worker_stops_with_the_post_then_the_rerun_completes(
 def test_ray_prediction_from_the_cli_writes_the_local_predictions(
     inputs: dict[str, Any], slow_runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    from semloc.predict import predict_posts, write_predictions
+    from semloc.prediction import predict_posts, write_predictions
     from semloc.runs import load_run
 
     expected = tmp_path / "local.csv"

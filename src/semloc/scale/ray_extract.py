@@ -298,7 +298,7 @@ class _PredictActor(_ClipActor):
         device: str,
         threads: int,
     ) -> None:
-        from semloc.predict import load_run_backbone
+        from semloc.prediction import load_run_backbone
         from semloc.runs import load_run
 
         torch.set_num_threads(threads)
@@ -529,7 +529,7 @@ def run_ray_prediction(
     data_cfg: DataConfig | None = None,
     num_actors: int | None = None,
 ) -> dict[str, int]:
-    """`semloc predict RUN POSTS` on Ray: the predictions table `semloc.predict.predict_posts` gives.
+    """`semloc predict RUN POSTS` on Ray: the predictions table `semloc.prediction.predict_posts` gives.
 
     Each actor holds the run's model and its CLIP (from the checkpoint's `backbone_path`, or
     `backbone_override`; verified against the run's feature header, as the local path does).
@@ -538,7 +538,7 @@ def run_ray_prediction(
     path's up to float rounding of the model's batched arithmetic. Returns post counts per image
     outcome, like `PostPredictions.counts`.
     """
-    from semloc.predict import load_run_backbone, prediction_columns, write_predictions
+    from semloc.prediction import load_run_backbone, prediction_columns, write_predictions
     from semloc.runs import load_run, resolve_checkpoint
 
     loaded = load_run(run, "cpu")

@@ -29,9 +29,9 @@ from fastapi import FastAPI
 
 from semloc.clip.backbone import Backbone
 from semloc.clip.extract import resolve_device
-from semloc.config import Config, ServeConfig
+from semloc.config import Config, ServeConfig, validate_config
 from semloc.errors import SemlocError
-from semloc.predict import header_differences, load_run_backbone
+from semloc.prediction import header_differences, load_run_backbone
 from semloc.runs import load_run
 from semloc.serve.batcher import MicroBatcher
 from semloc.serve.errors import add_error_handlers
@@ -42,16 +42,9 @@ from semloc.serve.routes import Service, add_routes
 
 
 def check_serve_settings(serve: ServeConfig) -> None:
-    """Values the types allow but a server cannot use, refused before the model loads."""
-    positive = ("max_batch_size", "max_upload_bytes", "max_image_pixels", "max_batch_posts",
-                "max_batch_request_bytes", "max_connections", "max_header_bytes",
-                "read_timeout_s", "keep_alive_timeout_s")  # fmt: skip
-    for key in positive:
-        if not getattr(serve, key) > 0:
-            raise SemlocError(f"config key 'serve.{key}': {getattr(serve, key)!r} must be > 0")
-    for key in ("max_wait_ms", "max_text_chars", "num_threads"):
-        if not getattr(serve, key) >= 0:
-            raise SemlocError(f"config key 'serve.{key}': {getattr(serve, key)!r} must be >= 0")
+    """The `serve.*` rules of `semloc.config.validate_config` (ConfigError naming the key), for
+    a ServeConfig built in Python rather than loaded."""
+    validate_config(Config(serve=serve))
 
 
 def create_app(

@@ -8,8 +8,8 @@ The two formats:
     POST /predict/batch  application/json {"posts": [{"id"?, "text", "image"?: base64}, ...]}
 
 Each field is checked for its type, size and encoding, and a wrong one is a 4xx naming the field
-(and the post, in a batch): nothing is coerced silently. Text follows the policy of the posts
-reader (`semloc.data.records`): a lone surrogate (which JSON escapes allow but UTF-8 and the
+(and the post, in a batch): nothing is coerced silently. Text follows the posts reader's policy
+(`semloc.data.records.clean_text`): a lone surrogate (which JSON escapes allow but UTF-8 and the
 tokenizer do not) is replaced by U+FFFD and counted in the answer (`text_replaced_characters`);
 bytes that are not valid text in the declared charset are refused. An id must be a string or
 an integer (ids are compared, so one is never repaired): a lone surrogate in it, or an integer
@@ -39,6 +39,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from semloc.clip.backbone import ImagePreprocessing
 from semloc.clip.images import ImageProblem, load_image_bytes
 from semloc.config import ServeConfig
+from semloc.data.records import clean_text, has_lone_surrogate
 from semloc.serve.errors import ApiError
 from semloc.serve.predictor import ServePost, crop_box, presize
 
@@ -60,18 +61,6 @@ POST_KEYS = ("id", "text", "image")
 def content_type(header: str | None) -> str:
     """The media type of a Content-Type header, lower case, without parameters."""
     return (header or "").split(";")[0].strip().lower()
-
-
-def clean_text(text: str) -> tuple[str, int]:
-    """`text` as valid Unicode, and how many code points were replaced: surrogate pairs written
-    as two escapes are joined, lone surrogates become U+FFFD (the posts reader's policy)."""
-    try:
-        text.encode("utf-8")
-        return text, 0
-    except UnicodeEncodeError:
-        pass
-    fixed = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return fixed, fixed.count("\ufffd") - text.count("\ufffd")
 
 
 def check_text(value: Any, cfg: ServeConfig, post: int | None = None) -> tuple[str, int]:
@@ -128,7 +117,7 @@ def check_id(value: Any, post: int | None = None) -> str | None:
             422, "invalid_field", f"'id' has {len(value)} characters; the limit is "
             f"{MAX_ID_CHARS}", field="id", post=post, limit=MAX_ID_CHARS,
         )  # fmt: skip
-    if clean_text(value)[1] or "\x00" in value:
+    if has_lone_surrogate(value) or "\x00" in value:
         raise ApiError(
             422, "invalid_field", "'id' contains a lone surrogate or a NUL character (not "
             "valid text; ids are never repaired)", field="id", post=post,

@@ -5,7 +5,7 @@
 run was trained on) and runs the model through `semloc.outputs.model_outputs`, the one
 prediction path `semloc predict` also takes, so a served prediction equals `semloc predict` of
 the same post. Probabilities carry the run's calibration temperature; the picture's outcome is
-worded by `semloc.predict.image_outcome`, as in the predictions table.
+worded by `semloc.prediction.image_outcome`, as in the predictions table.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from semloc.clip.extract import PostOutcome, featurize_inputs
 from semloc.clip.images import to_rgb
 from semloc.config import ExtractConfig, ServeConfig
 from semloc.outputs import Predictions, accepts_token_similarity, model_outputs
-from semloc.predict import image_outcome
+from semloc.prediction import image_outcome
 from semloc.runs import LoadedRun
 from semloc.serve.errors import ApiError
 

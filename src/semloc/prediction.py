@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from semloc.config import DataConfig, ExtractConfig
+from semloc.config import DataConfig, ExtractConfig, flatten_dict
 from semloc.errors import SemlocError
-from semloc.io import atomic_write_bytes, atomic_write_text
+from semloc.io import atomic_write_bytes, atomic_write_text, output_file
 from semloc.outputs import Predictions, model_outputs
 from semloc.runs import LoadedRun
 
@@ -36,21 +36,19 @@ if TYPE_CHECKING:
     from semloc.features.store import FeatureStore
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    return out
-
-
 def header_differences(actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
-    """What differs between a backbone's feature header and the one a run was trained on."""
+    """What differs between a backbone's feature header and the one a run was trained on.
+
+    The weights and preprocessing are a CLIP's identity; its name is a label (a moved or
+    renamed directory is the same model), so names never differ (`LABEL_KEYS`)."""
+    from semloc.features.store import LABEL_KEYS
+
     diffs = []
     for key in ("backbone", "preprocessing", "dims"):
-        a, e = _flatten(actual.get(key), key), _flatten(expected.get(key), key)
+        a, e = flatten_dict(actual.get(key), key), flatten_dict(expected.get(key), key)
         for k in sorted(set(a) | set(e)):
+            if k in LABEL_KEYS:
+                continue
             if a.get(k) != e.get(k):
                 diffs.append(f"{k}: run has {e.get(k)!r}, this CLIP gives {a.get(k)!r}")
     return diffs
@@ -335,15 +333,13 @@ def write_predictions(path: str | Path, columns: dict[str, list[Any]]) -> Path:
 
     Text formats round floats to 6 decimals; Parquet keeps them whole. Empty cells (a post
     without a prediction) are empty in CSV, null in JSONL and Parquet."""
-    path = Path(path)
+    path = output_file(path, "predictions file")
     suffix = path.suffix.lower()
     if suffix not in PREDICTION_FORMATS:
         raise SemlocError(
             f"{path}: unknown predictions format {path.suffix!r}; use one of "
             f"{', '.join(PREDICTION_FORMATS)}"
         )
-    if path.is_dir():
-        raise SemlocError(f"{path} is a directory; give the predictions file to write")
     names = list(columns)
     n = len(columns[names[0]]) if names else 0
     if suffix == ".parquet":

@@ -110,7 +110,9 @@ class ServeConfig:
     max_batch_size: int = 32  # posts per model call (CLIP + model); 1 turns micro-batching off
     max_wait_ms: float = 5.0  # how long a lone request may wait for others to join its batch
     max_upload_bytes: int = 10_000_000  # body of POST /predict, and each image of a batch
-    max_image_pixels: int = 40_000_000  # width x height, checked on the header (bombs)
+    # width x height, checked on the header (bombs) and for the size CLIP would resize it to
+    # (a 1 x 5000 strip becomes 224 x 1.1 million)
+    max_image_pixels: int = 40_000_000
     max_text_chars: int = 5000
     max_batch_posts: int = 64  # posts in one POST /predict/batch
     max_batch_request_bytes: int = 100_000_000  # body of POST /predict/batch (base64 JSON)
@@ -119,6 +121,18 @@ class ServeConfig:
     # torch CPU threads for CLIP + model (0 = torch's default, one per core); fewer than the
     # cores leaves room for HTTP parsing and image decoding, which run alongside
     num_threads: int = 0
+    # what an unusable image does when a request has no ?image_policy=: text-only (predict from
+    # the text and report the image's outcome, as every CLI verb does) | fail (a 4xx)
+    image_policy: Literal["text-only", "fail"] = "text-only"
+    # slow or stalled clients: a request's headers and body must arrive within read_timeout_s of
+    # its first byte (or of the connection opening), else 408 and the connection is closed; an
+    # idle keep-alive connection is closed after keep_alive_timeout_s
+    read_timeout_s: float = 10.0
+    keep_alive_timeout_s: float = 5.0
+    # open connections at once; a request beyond them gets 503 (retry later), so stalled
+    # clients cannot take every socket and file descriptor
+    max_connections: int = 128
+    max_header_bytes: int = 16_384  # request line + headers; a larger head is refused with 431
 
 
 @dataclass
@@ -300,8 +314,21 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "extract.shard_size": (1, None, False, False),
     "extract.num_workers": (0, None, False, False),
     "extract.max_image_pixels": (1, None, False, False),
+    "serve.port": (0, 65535, False, False),
+    "serve.max_batch_size": (1, None, False, False),
+    "serve.max_wait_ms": (0, None, False, False),
+    "serve.max_upload_bytes": (1, None, False, False),
+    "serve.max_image_pixels": (1, None, False, False),
+    "serve.max_text_chars": (0, None, False, False),
+    "serve.max_batch_posts": (1, None, False, False),
+    "serve.max_batch_request_bytes": (1, None, False, False),
+    "serve.num_threads": (0, None, False, False),
+    "serve.read_timeout_s": (0, None, True, False),
+    "serve.keep_alive_timeout_s": (0, None, True, False),
+    "serve.max_connections": (1, None, False, False),
+    "serve.max_header_bytes": (1024, None, False, False),
 }
-_DEVICE_KEYS = ("train.device", "extract.device")
+_DEVICE_KEYS = ("train.device", "extract.device", "serve.device")
 _NON_EMPTY_KEYS = (
     "data.id_column",
     "data.text_column",

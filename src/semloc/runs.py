@@ -8,6 +8,8 @@ A *run directory* holds everything about one trained model::
     last.pt          the latest epoch with optimizer state, for --resume
     history.json     per-epoch losses and dev metrics; training_curves.png
     metrics.json     dev metrics of the best epoch
+    README.md        the model card (semloc.model_card): data, labels, metrics, use and limits
+    tensorboard/, mlflow.db, tracking.json   with train.report_to (semloc.tracking)
     eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png
 
 A checkpoint carries the model name and config, the label list, the feature header (backbone,
@@ -35,6 +37,7 @@ from semloc.features.store import FINGERPRINT_KEYS, FeatureStore, label_map_for
 from semloc.io import atomic_write_json, atomic_write_text
 from semloc.metrics import aggregate, classification_metrics
 from semloc.models import build_model
+from semloc.tracking import TrackedRun, check_report_to, make_trackers
 from semloc.train.trainer import Predictions, Trainer, TrainResult, predict, seed_everything
 
 log = logging.getLogger(__name__)
@@ -74,8 +77,12 @@ def train_run(
     resume: bool = False,
     overwrite: bool = False,
     dist: Any = None,
+    tracked: TrackedRun | None = None,
 ) -> TrainResult:
-    """Train `cfg.model` on the train split of a store, selecting on dev."""
+    """Train `cfg.model` on the train split of a store, selecting on dev.
+
+    With `cfg.train.report_to`, the run is tracked (semloc.tracking); `tracked` names it (MLflow
+    experiment, run name, tags). The model card RUN/README.md is written when training ends."""
     out_dir = Path(out_dir)
     is_main = dist is None or dist.is_main
     last = out_dir / "last.pt"
@@ -92,8 +99,16 @@ def train_run(
                 "replace it, or another --out"
             )
         if is_main:
-            for name in ("best.pt", "last.pt", "history.json", "metrics.json"):
+            for name in (
+                "best.pt",
+                "last.pt",
+                "history.json",
+                "metrics.json",
+                "README.md",
+                "tracking.json",  # a new run is a new tracked run
+            ):
                 (out_dir / name).unlink(missing_ok=True)
+    check_report_to(cfg.train.report_to)
     store = FeatureStore(store_path)
     if resume:
         store.check_compatible(saved["feature_header"], what=f"the run in {out_dir}")
@@ -175,34 +190,62 @@ def train_run(
             len(dev_idx),
             len(labels),
         )
-    trainer = Trainer(
-        model,
-        cfg.train,
-        train_loader,
-        dev_loader,
-        labels,
-        out_dir,
-        checkpoint_meta=meta,
-        class_counts=counts,
-        dist=dist,
-    )
-    if resume:
-        trainer.resume(last)
-    result = trainer.fit()
-    if is_main:
-        atomic_write_json(
-            out_dir / "metrics.json",
-            {"split": "dev", "best_epoch": result.best_epoch, **result.best_metrics},
+    trackers = []
+    if is_main and cfg.train.report_to:
+        trackers = make_trackers(
+            cfg.train.report_to, out_dir, tracking_dir=cfg.train.tracking_dir, run=tracked
         )
-        if result.history:
-            from semloc.plots import plot_training_curves
+    failed = True
+    try:
+        for tracker in trackers:
+            tracker.on_train_begin(config_to_dict(cfg))
+        trainer = Trainer(
+            model,
+            cfg.train,
+            train_loader,
+            dev_loader,
+            labels,
+            out_dir,
+            checkpoint_meta=meta,
+            class_counts=counts,
+            dist=dist,
+            callbacks=trackers,
+        )
+        if resume:
+            trainer.resume(last)
+        result = trainer.fit()
+        if is_main:
+            _finish_run(out_dir, cfg, result, trainer.meta, trackers)
+        failed = False
+    finally:
+        for tracker in trackers:
+            tracker.close(failed=failed)
+    return result
 
+
+def _finish_run(
+    out_dir: Path, cfg: Config, result: TrainResult, meta: dict[str, Any], trackers: list[Any]
+) -> None:
+    """metrics.json, the training curves, the model card; then hand them to the trackers."""
+    from semloc.model_card import write_model_card
+
+    metrics = {"split": "dev", "best_epoch": result.best_epoch, **result.best_metrics}
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    files = [out_dir / "metrics.json", out_dir / "history.json", out_dir / "config.yaml"]
+    if result.history:
+        from semloc.plots import plot_training_curves
+
+        files.append(
             plot_training_curves(
                 result.history,
                 out_dir / "training_curves.png",
                 title=f"{cfg.model.name} (seed {cfg.train.seed})",
             )
-    return result
+        )
+    files.append(write_model_card(out_dir, meta))
+    final = {k: v for k, v in metrics.items() if k != "split"}
+    for tracker in trackers:
+        tracker.on_train_end(final, files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,5 +361,9 @@ def evaluate_runs(
             title = f"{run.meta['model_name']} — {split}"
             plot_confusion(metrics["confusion_matrix"], run.labels, out / "confusion.png", title)
             plot_per_class_f1(metrics["per_class"], out / "per_class_f1.png", title)
+        if out_name is None:  # the card lists the run's standard evaluations
+            from semloc.model_card import write_model_card
+
+            write_model_card(run.path, run.meta)
         results.append(metrics)
     return {"split": split, "runs": results, "aggregate": aggregate(results)}

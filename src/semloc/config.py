@@ -118,6 +118,9 @@ class ServeConfig:
     # torch CPU threads for CLIP + model (0 = torch's default, one per core); fewer than the
     # cores leaves room for HTTP parsing and image decoding, which run alongside
     num_threads: int = 0
+    # the model's runtime: torch (the checkpoint) or onnx (`semloc export RUN --format onnx`);
+    # CLIP featurisation runs in PyTorch either way
+    runtime: Literal["torch", "onnx"] = "torch"
 
 
 @dataclass

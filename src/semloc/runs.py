@@ -275,8 +275,21 @@ def resolve_checkpoint(run: str | Path) -> Path:
     raise SemlocError(f"{run} is not a run directory (no best.pt) nor a checkpoint file")
 
 
-def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a trained model from its checkpoint alone."""
+RUNTIMES = ("torch", "onnx")
+
+
+def load_run(
+    run: str | Path, device: str | torch.device = "cpu", *, runtime: str = "torch"
+) -> LoadedRun:
+    """Rebuild a trained model from its checkpoint alone.
+
+    runtime="onnx": the model of `semloc export RUN --format onnx` on onnxruntime instead
+    (`run` is the export directory, or a run directory holding one in onnx/); its `model` has the
+    prediction interface of the PyTorch models (semloc.onnx_runtime.OnnxModel)."""
+    if runtime not in RUNTIMES:
+        raise SemlocError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    if runtime == "onnx":
+        return _load_onnx_run(Path(run), device)
     path = resolve_checkpoint(run)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -296,6 +309,28 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     meta = {k: v for k, v in state.items() if not k.endswith("_state")}
     return LoadedRun(
         model=model, labels=list(state["labels"]), config=cfg, meta=meta, path=path.parent
+    )
+
+
+def _load_onnx_run(run: Path, device: str | torch.device) -> LoadedRun:
+    from semloc.onnx_runtime import MANIFEST, load_export
+
+    export_dir = run if (run / MANIFEST).is_file() else run / "onnx"
+    if not (export_dir / MANIFEST).is_file():
+        raise SemlocError(
+            f"{run} holds no ONNX export (no {MANIFEST} in it or in {run / 'onnx'}); "
+            f"write one with: semloc export {run} --format onnx"
+        )
+    exported = load_export(export_dir)
+    exported.model.to(device)
+    # evaluations go into the run directory given, or into the export directory given
+    path = run if export_dir != run else export_dir
+    return LoadedRun(
+        model=exported.model,  # type: ignore[arg-type]
+        labels=exported.labels,
+        config=config_from_dict(exported.meta["config"]),
+        meta=exported.meta,
+        path=path,
     )
 
 
@@ -329,6 +364,7 @@ def evaluate_runs(
     out_name: str | None = None,
     plots: bool = True,
     device: str = "cpu",
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Evaluate one or more runs (e.g. seeds) on a split; returns per-run metrics and mean ± std.
 
@@ -336,7 +372,7 @@ def evaluate_runs(
     error (listed), not silently skipped."""
     results = []
     for run_path in runs:
-        run = load_run(run_path, device)
+        run = load_run(run_path, device, runtime=runtime)
         store = _open_store_for(run, store_path)
         idx = _require_split(store, split, f"nothing to evaluate on '{split}'")
         idx = idx[np.array([store.raw_labels[i] is not None for i in idx], dtype=bool)]

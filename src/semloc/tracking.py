@@ -68,9 +68,12 @@ def scalar_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, fl
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             out.update(scalar_metrics(value, f"{name}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isfinite(float(value)):
-                out[name] = float(value)
+        elif (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(float(value))
+        ):
+            out[name] = float(value)
     return out
 
 
@@ -289,7 +292,9 @@ def make_trackers(
             trackers.append(TensorBoardTracker(where / "tensorboard" / name))
         else:
             trackers.append(
-                MlflowTracker(where, run_dir, experiment=run.experiment, run_name=name, tags=run.tags)
+                MlflowTracker(
+                    where, run_dir, experiment=run.experiment, run_name=name, tags=run.tags
+                )
             )
     return trackers
 

@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "serve.backbone; it must have the weights the run was trained on)",
     )
     parser.add_argument("--device", help="cpu | cuda | cuda:N | auto (default: serve.device)")
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        help="run the model on torch or on its ONNX export (default: serve.runtime, torch)",
+    )
     add_config_arguments(parser)
 
 
@@ -53,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         serve.backbone = args.backbone
     if args.device:
         serve.device = args.device
+    if args.runtime:
+        serve.runtime = args.runtime
     if not 0 <= serve.port <= 65535:
         raise SemlocError(f"--port {serve.port} is not a TCP port")
     if serve.max_batch_size < 1 or serve.max_wait_ms < 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +13,13 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from clip_fixtures import random_image  # noqa: E402
-from semloc.cli import main  # noqa: E402
-from semloc.errors import SemlocError  # noqa: E402
-from semloc.export import export_run  # noqa: E402
-from semloc.features.store import FeatureStore  # noqa: E402
-from semloc.onnx_runtime import load_export  # noqa: E402
-from semloc.runs import load_run, predict_store  # noqa: E402
+from clip_fixtures import random_image
+from semloc.cli import main
+from semloc.errors import SemlocError
+from semloc.export import export_run
+from semloc.features.store import FeatureStore
+from semloc.onnx_runtime import load_export
+from semloc.runs import load_run, predict_store
 
 try:
     from test_serve import shared_served_run
@@ -87,22 +86,8 @@ def test_sgmft_onnx_equals_pytorch_on_the_store(exported):
 
 def test_baseline_onnx_equals_pytorch(exported, tmp_path):
     run = tmp_path / "gmu"
-    assert (
-        main(
-            [
-                "train",
-                str(exported["store"]),
-                "--out",
-                str(run),
-                "--model",
-                "gmu",
-                "train.epochs=1",
-                "model.dim=16",
-                "train.progress=false",
-            ]
-        )  # fmt: skip
-        == 0
-    )
+    args = ["train", str(exported["store"]), "--out", str(run), "--model", "gmu"]
+    assert main([*args, "train.epochs=1", "model.dim=16", "train.progress=false"]) == 0
     manifest = export_run(run)  # default: RUN/onnx
     assert [o["name"] for o in manifest["graphs"]["model"]["outputs"]] == [
         "logits", "modality_weights"

@@ -69,9 +69,9 @@ def test_explicit_precisions(cpu, caplog):
     assert "emulated" in caplog.text
     assert resolve_precision("fp16", "cpu") is torch.float16
     assert resolve_bf16_flag(True, "cpu") is True and resolve_bf16_flag(False, "cpu") is False
-    with pytest.raises(ConfigError, match="train.precision"):
+    with pytest.raises(ConfigError, match=r"train\.precision"):
         resolve_precision("fp8", "cpu")
-    with pytest.raises(ConfigError, match="extract.bf16"):
+    with pytest.raises(ConfigError, match=r"extract\.bf16"):
         resolve_bf16_flag("sometimes", "cpu")
 
 
@@ -84,9 +84,9 @@ def test_cuda_without_cuda_is_an_error():
 def test_config_accepts_precision_and_extract_auto():
     cfg = load_config(None, ["train.precision=auto", "extract.bf16=auto", "train.num_threads=1"])
     assert (cfg.train.precision, cfg.extract.bf16, cfg.train.num_threads) == ("auto", "auto", 1)
-    with pytest.raises(ConfigError, match="train.precision"):
+    with pytest.raises(ConfigError, match=r"train\.precision"):
         load_config(None, ["train.precision=half"])
-    with pytest.raises(ConfigError, match="extract.bf16"):
+    with pytest.raises(ConfigError, match=r"extract\.bf16"):
         load_config(None, ["extract.bf16=maybe"])
 
 

@@ -269,12 +269,6 @@ def export_towers(backbone: Any, out_dir: Path) -> dict[str, dict[str, Any]]:
             m[i, :n] = 1
         return {"input_ids": x, "attention_mask": m}
 
-    size = int(backbone.image_size)
-
-    def pixels(batch: int, seed: int) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(seed)
-        return {"pixel_values": torch.randn(batch, 3, size, size, generator=g)}
-
     batch, tokens = torch.export.Dim("batch"), torch.export.Dim("text_tokens")
     text = _export_graph(
         TextTower(clip),
@@ -282,19 +276,29 @@ def export_towers(backbone: Any, out_dir: Path) -> dict[str, dict[str, Any]]:
         {"input_ids": {0: batch, 1: tokens}, "attention_mask": {0: batch, 1: tokens}},
         ["text_tokens", "text_embed"],
         out_dir / TEXT_TOWER_FILE,
-        [ids(5, 12, 1), ids(2, 4, 2), ids(1, 2, 3)],
+        [ids(5, min(12, backbone.max_text_tokens), 1), ids(2, 4, 2), ids(1, 2, 3)],
         "text tower",
     )
-    vision = _export_graph(
+    vision = export_vision_tower(clip, int(backbone.image_size), out_dir / VISION_TOWER_FILE)
+    return {"text_tower": text, "vision_tower": vision}
+
+
+def export_vision_tower(clip: nn.Module, image_size: int, path: Path) -> dict[str, Any]:
+    """A CLIPModel's vision tower as ONNX at `path` (dynamic batch; fixed image size)."""
+
+    def pixels(batch: int, seed: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        return {"pixel_values": torch.randn(batch, 3, image_size, image_size, generator=g)}
+
+    return _export_graph(
         VisionTower(clip),
         pixels(3, 0),
         {"pixel_values": {0: torch.export.Dim("batch")}},
         ["image_tokens", "image_embed"],
-        out_dir / VISION_TOWER_FILE,
+        path,
         [pixels(2, 1), pixels(5, 2)],
         "vision tower",
     )
-    return {"text_tower": text, "vision_tower": vision}
 
 
 def export_run(

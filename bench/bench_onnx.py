@@ -130,6 +130,12 @@ def main() -> int:
     )
     parser.add_argument("--skip-tower", action="store_true")
     args = parser.parse_args()
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as e:
+        print(f"skipped: {e.name} is not installed (pip install 'semloc[export]')")
+        return 0
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     print(

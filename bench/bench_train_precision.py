@@ -1,6 +1,6 @@
 """Training speed and results in bf16 (and fp16) against fp32, measured in the same run.
 
-    python bench/bench_train_precision.py [--posts 1536] [--rounds 2] [--threads 0]
+    python bench/bench_train_precision.py [--posts 512] [--rounds 2] [--threads 1]
                                           [--quality] [--seeds 5]
 
 Speed: SG-MFT (default size) trained through `semloc.runs.train_run` on a synthetic feature store
@@ -142,9 +142,11 @@ def quality(args: argparse.Namespace, root: Path, precisions: list[str]) -> None
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--posts", type=int, default=1536)
+    parser.add_argument("--posts", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="train.num_threads (0 = default)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="train.num_threads (default 1: stable on shared CPUs)"
+    )
     parser.add_argument("--quality", action="store_true", help="also compare results over seeds")
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()

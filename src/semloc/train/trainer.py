@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from semloc.config import TrainConfig
+from semloc.errors import ConfigError
 from semloc.features.batch import FeatureBatch
 from semloc.io import atomic_path, atomic_write_json
 from semloc.metrics import HEADLINE, classification_metrics
@@ -204,7 +205,7 @@ class Trainer:
     def _configure_speed(self) -> None:
         """train.num_threads, train.precision (autocast dtype + loss scaler), train.compile."""
         if self.cfg.num_threads < 0:
-            raise ValueError(f"train.num_threads={self.cfg.num_threads} must be >= 0")
+            raise ConfigError(f"config key 'train.num_threads': {self.cfg.num_threads} is < 0")
         if self.cfg.num_threads > 0:
             torch.set_num_threads(self.cfg.num_threads)  # process-wide, as training owns it
         self.amp_dtype = resolve_precision(self.cfg.precision, self.device)

@@ -28,9 +28,10 @@ from pathlib import Path
 import torch
 
 from semloc.config import load_config
+from semloc.evaluation import evaluate_runs
 from semloc.features.synthetic import make_random_store
 from semloc.precision import cpu_flags, cpu_has_native_bf16, cpu_has_native_fp16
-from semloc.runs import evaluate_runs, train_run
+from semloc.runs import train_run
 
 B32_DIMS = {"text_width": 512, "vision_width": 768, "embed_dim": 512, "num_image_tokens": 50}
 SMALL_DIMS = {"text_width": 64, "vision_width": 96, "embed_dim": 32, "num_image_tokens": 10}
@@ -145,7 +146,10 @@ def main() -> int:
     parser.add_argument("--posts", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
-        "--threads", type=int, default=1, help="train.num_threads (default 1: stable on shared CPUs)"
+        "--threads",
+        type=int,
+        default=1,
+        help="train.num_threads (default 1: stable on shared CPUs)",
     )
     parser.add_argument("--quality", action="store_true", help="also compare results over seeds")
     parser.add_argument("--seeds", type=int, default=5)

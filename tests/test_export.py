@@ -19,7 +19,8 @@ from semloc.errors import SemlocError
 from semloc.export import export_run
 from semloc.features.store import FeatureStore
 from semloc.onnx_runtime import load_export
-from semloc.runs import load_run, predict_store
+from semloc.prediction import predict_store
+from semloc.runs import load_run
 
 try:
     from test_serve import shared_served_run
@@ -120,20 +121,22 @@ def test_towers_equal_the_backbone_features(exported, tiny_backbone):
     np.testing.assert_allclose(embed, want_embed, atol=TOL, rtol=0)
 
 
-def test_predict_and_evaluate_run_on_onnx(exported, tmp_path):
-    from semloc.predict import predict_posts_file
-    from semloc.runs import evaluate_runs
+def test_predict_and_evaluate_run_on_onnx(exported, tiny_backbone, tmp_path):
+    from semloc.api import load_run as api_load_run
+    from semloc.evaluation import evaluate_runs
+    from semloc.prediction import predict_posts
 
-    a, b = tmp_path / "torch.csv", tmp_path / "onnx.csv"
-    predict_posts_file(load_run(exported["run"]), exported["posts"], a)
-    predict_posts_file(load_run(exported["out"], runtime="onnx"), exported["posts"], b)
-    import pandas as pd
-
-    ta, tb = pd.read_csv(a), pd.read_csv(b)
-    assert list(ta.columns) == list(tb.columns)
-    assert (ta["label"] == tb["label"]).all() if "label" in ta else True
-    numeric = ta.select_dtypes("number").columns
-    np.testing.assert_allclose(tb[numeric].to_numpy(), ta[numeric].to_numpy(), atol=TOL)
+    want = predict_posts(load_run(exported["run"]), exported["posts"], backbone=tiny_backbone)
+    got = predict_posts(
+        load_run(exported["out"], runtime="onnx"), exported["posts"], backbone=tiny_backbone
+    )
+    np.testing.assert_allclose(
+        got.predictions.probabilities, want.predictions.probabilities, atol=TOL, rtol=0
+    )
+    np.testing.assert_array_equal(got.predictions.index, want.predictions.index)
+    # the Python API on the ONNX runtime
+    run = api_load_run(exported["out"], runtime="onnx")
+    assert run.labels == load_run(exported["run"]).labels
 
     onnx_dir = tmp_path / "deployed"
     shutil.copytree(exported["out"], onnx_dir)  # an export directory alone evaluates

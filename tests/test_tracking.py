@@ -13,8 +13,9 @@ import yaml
 from semloc.cli import main
 from semloc.config import load_config
 from semloc.errors import ConfigError
+from semloc.evaluation import evaluate_runs
 from semloc.features.synthetic import make_random_store
-from semloc.runs import evaluate_runs, train_run
+from semloc.runs import train_run
 
 FAST = [
     "model.dim=16",
@@ -120,7 +121,7 @@ def test_evaluation_and_resume_continue_the_same_mlflow_run(store, tmp_path):
     last = torch.load(run / "last.pt", weights_only=True)
     last["config"]["train"]["epochs"] = 2
     torch.save(last, run / "last.pt")
-    train_run(store.root, cfg, run, resume=True)
+    train_run(store.root, None, run, resume=True)  # the run's own config (tracking included)
     assert json.loads((run / "tracking.json").read_text())["mlflow_run_id"] == first
     client = mlflow_client(tmp_path / "tracking")
     steps = [m.step for m in client.get_metric_history(first, "train_loss")]

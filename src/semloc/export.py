@@ -324,7 +324,7 @@ def export_run(
     log.info("exported the %s model to %s", loaded.meta["model_name"], out / MODEL_FILE)
     backbone_info = None
     if with_backbone:
-        from semloc.predict import load_run_backbone
+        from semloc.prediction import load_run_backbone
 
         backbone = load_run_backbone(loaded, backbone_override, "cpu")
         graphs.update(export_towers(backbone, out))

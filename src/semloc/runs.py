@@ -8,6 +8,8 @@ A *run directory* holds everything about one trained model::
     last.pt          the latest epoch with optimizer state, for --resume
     history.json     per-epoch losses and dev metrics; training_curves.png
     metrics.json     dev metrics of the best epoch
+    README.md        the model card (semloc.model_card): data, labels, metrics, use and limits
+    tensorboard/, mlflow.db, tracking.json   with train.report_to (semloc.tracking)
     eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png
 
 A checkpoint carries the model name and config, the label list, the feature header (backbone,
@@ -46,6 +48,7 @@ from semloc.io import (
     remove_stale_temporaries,
 )
 from semloc.models import build_model
+from semloc.tracking import TRACKING_STATE, TrackedRun, check_report_to, make_trackers
 from semloc.training.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
@@ -85,9 +88,19 @@ RUN_FILES = [
     "run.json",
     "config.yaml",
     "training_curves.png",
+    "README.md",
+    TRACKING_STATE,
 ]
 # settings a resumed run may change: where and how fast it runs, never what it computes
-_RESUMABLE_KEYS = {"train.device", "train.num_workers", "train.progress", "train.eval_batch_size"}
+_RESUMABLE_KEYS = {
+    "train.device",
+    "train.num_workers",
+    "train.progress",
+    "train.eval_batch_size",
+    "train.num_threads",
+    "train.report_to",
+    "train.tracking_dir",
+}
 
 
 def read_resume_checkpoint(path: Path) -> dict[str, Any]:
@@ -139,8 +152,12 @@ def train_run(
     resume: bool = False,
     overwrite: bool = False,
     dist: Any = None,
+    tracked: TrackedRun | None = None,
 ) -> TrainResult:
     """Train `cfg.model` on the train split of a store, selecting on dev.
+
+    With `cfg.train.report_to`, the run is tracked (semloc.tracking); `tracked` names it (MLflow
+    experiment, run name, tags). The model card RUN/README.md is written when training ends.
 
     resume: continue RUN/last.pt with the run's own config; `cfg` may be None then, and when
     given it must not change what the run computes (only where and how fast it runs:
@@ -173,7 +190,7 @@ def train_run(
                 )
             # settings that do not change results (device, workers, progress) may differ
             for key in _RESUMABLE_KEYS:
-                name = key.split(".")[1]
+                name = key.removeprefix("train.")
                 setattr(saved_cfg.train, name, getattr(cfg.train, name))
         cfg = saved_cfg  # the run continues with its own config
         store_path = saved.get("store_path", store_path)
@@ -184,8 +201,9 @@ def train_run(
                 "replace it, or another --out"
             )
         if is_main:
-            for name in ("best.pt", "last.pt", "history.json", "metrics.json"):
+            for name in ("best.pt", "last.pt", "history.json", "metrics.json", "README.md"):
                 (out_dir / name).unlink(missing_ok=True)
+            (out_dir / TRACKING_STATE).unlink(missing_ok=True)  # a new run is a new tracked run
     elif (out_dir / "best.pt").exists() and is_main:
         # stopped between the first best.pt and the first last.pt: nothing resumable was
         # written, so this run starts over (one epoch of work is all that is lost)
@@ -196,6 +214,7 @@ def train_run(
         raise SemlocError("train_run needs a config (or resume=True to use the run's own)")
     validate_config(cfg)
     check_device_available(cfg.train.device, "train.device")
+    check_report_to(cfg.train.report_to)
     store = FeatureStore(store_path)
     if resume:
         store.check_compatible(saved["feature_header"], what=f"the run in {out_dir}")
@@ -321,34 +340,62 @@ def train_run(
             len(dev_idx),
             len(labels),
         )
-    trainer = Trainer(
-        model,
-        cfg.train,
-        train_loader,
-        dev_loader,
-        labels,
-        out_dir,
-        checkpoint_meta=meta,
-        class_counts=counts,
-        dist=dist,
-    )
-    if resume:
-        trainer.resume(last)
-    result = trainer.fit()
-    if is_main:
-        atomic_write_json(
-            out_dir / "metrics.json",
-            {"split": "dev", "best_epoch": result.best_epoch, **result.best_metrics},
+    trackers = []
+    if is_main and cfg.train.report_to:
+        trackers = make_trackers(
+            cfg.train.report_to, out_dir, tracking_dir=cfg.train.tracking_dir, run=tracked
         )
-        if result.history:
-            from semloc.plots import plot_training_curves
+    failed = True
+    try:
+        for tracker in trackers:
+            tracker.on_train_begin(config_to_dict(cfg))
+        trainer = Trainer(
+            model,
+            cfg.train,
+            train_loader,
+            dev_loader,
+            labels,
+            out_dir,
+            checkpoint_meta=meta,
+            class_counts=counts,
+            dist=dist,
+            callbacks=trackers,
+        )
+        if resume:
+            trainer.resume(last)
+        result = trainer.fit()
+        if is_main:
+            _finish_run(out_dir, cfg, result, trainer.meta, trackers)
+        failed = False
+    finally:
+        for tracker in trackers:
+            tracker.close(failed=failed)
+    return result
 
+
+def _finish_run(
+    out_dir: Path, cfg: Config, result: TrainResult, meta: dict[str, Any], trackers: list[Any]
+) -> None:
+    """metrics.json, the training curves, the model card; then hand them to the trackers."""
+    from semloc.model_card import write_model_card
+
+    metrics = {"split": "dev", "best_epoch": result.best_epoch, **result.best_metrics}
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    files = [out_dir / "metrics.json", out_dir / "history.json", out_dir / "config.yaml"]
+    if result.history:
+        from semloc.plots import plot_training_curves
+
+        files.append(
             plot_training_curves(
                 result.history,
                 out_dir / "training_curves.png",
                 title=f"{cfg.model.name} (seed {cfg.train.seed})",
             )
-    return result
+        )
+    files.append(write_model_card(out_dir, meta))
+    final = {k: v for k, v in metrics.items() if k != "split"}
+    for tracker in trackers:
+        tracker.on_train_end(final, files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,8 +430,21 @@ def resolve_checkpoint(run: str | Path) -> Path:
     raise SemlocError(f"{run} is not a run directory (no best.pt) nor a checkpoint file")
 
 
-def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a trained model from its checkpoint alone."""
+RUNTIMES = ("torch", "onnx")
+
+
+def load_run(
+    run: str | Path, device: str | torch.device = "cpu", *, runtime: str = "torch"
+) -> LoadedRun:
+    """Rebuild a trained model from its checkpoint alone.
+
+    runtime="onnx": the model of `semloc export RUN --format onnx` on onnxruntime instead
+    (`run` is the export directory, or a run directory holding one in onnx/); its `model` has the
+    prediction interface of the PyTorch models (semloc.onnx_runtime.OnnxModel)."""
+    if runtime not in RUNTIMES:
+        raise SemlocError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    if runtime == "onnx":
+        return _load_onnx_run(Path(run), device)
     path = resolve_checkpoint(run)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -404,4 +464,26 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     meta = {k: v for k, v in state.items() if not k.endswith("_state")}
     return LoadedRun(
         model=model, labels=list(state["labels"]), config=cfg, meta=meta, path=path.parent
+    )
+
+
+def _load_onnx_run(run: Path, device: str | torch.device) -> LoadedRun:
+    from semloc.onnx_runtime import MANIFEST, load_export
+
+    export_dir = run if (run / MANIFEST).is_file() else run / "onnx"
+    if not (export_dir / MANIFEST).is_file():
+        raise SemlocError(
+            f"{run} holds no ONNX export (no {MANIFEST} in it or in {run / 'onnx'}); "
+            f"write one with: semloc export {run} --format onnx"
+        )
+    exported = load_export(export_dir)
+    exported.model.to(device)
+    # evaluations go into the run directory given, or into the export directory given
+    path = run if export_dir != run else export_dir
+    return LoadedRun(
+        model=exported.model,  # type: ignore[arg-type]
+        labels=exported.labels,
+        config=config_from_dict(exported.meta["config"]),
+        meta=exported.meta,
+        path=path,
     )

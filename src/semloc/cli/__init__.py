@@ -26,6 +26,7 @@ VERBS: dict[str, str] = {
     "evaluate": "semloc.cli.evaluate",
     "predict": "semloc.cli.predict",
     "experiment": "semloc.cli.experiment",
+    "export": "semloc.cli.export",
     "serve": "semloc.cli.serve",
 }
 
@@ -38,6 +39,7 @@ _HELP_LINES: dict[str, str] = {
     "evaluate": "evaluate trained runs on a split (metrics + plots)",
     "predict": "predict the semantic location of posts with a trained run",
     "experiment": "run a grid of models x seeds and tabulate mean +- std",
+    "export": "export a trained run to ONNX for serving without PyTorch",
     "serve": "serve a trained run over HTTP with a web page",
 }
 

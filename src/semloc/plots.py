@@ -94,3 +94,8 @@ def plot_training_curves(
     ax2.grid(alpha=0.3)
     fig.suptitle(title or "training curves")
     return _save(fig, path)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it (for plots made elsewhere)."""
+    return _save(fig, path)

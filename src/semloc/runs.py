@@ -8,7 +8,10 @@ A *run directory* holds everything about one trained model::
     last.pt          the latest epoch with optimizer state, for --resume
     history.json     per-epoch losses and dev metrics; training_curves.png
     metrics.json     dev metrics of the best epoch
-    eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png
+    calibration.json the temperature fitted on dev after training, ECE/Brier before and after,
+                     the dev confusion the adjusted prevalence estimators use; reliability.png
+    eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png,
+                     reliability.png
 
 A checkpoint carries the model name and config, the label list, the feature header (backbone,
 weights hash, preprocessing, dtype, widths) and manifest hash, metrics and the code version, so
@@ -202,7 +205,50 @@ def train_run(
                 out_dir / "training_curves.png",
                 title=f"{cfg.model.name} (seed {cfg.train.seed})",
             )
+        if (out_dir / "best.pt").exists():
+            calibrate_run(out_dir, store, device=cfg.train.device)
     return result
+
+
+def calibrate_run(
+    run_dir: str | Path, store: FeatureStore | None = None, *, device: str = "auto"
+) -> dict[str, Any]:
+    """Fit the run's temperature on the dev split (never test) and store it in best.pt
+    (key ``temperature``) and calibration.json; also draws the dev reliability diagram.
+    Safe to call again (on an older run, say): the result depends only on best.pt and dev."""
+    from semloc.calibration import calibration_summary, plot_reliability
+    from semloc.train.trainer import resolve_device, save_checkpoint
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    store = store or _open_store_for(run, None)
+    dev_idx = _require_split(store, "dev", "the temperature is fitted on dev (never test)")
+    dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
+    preds = predict_store(run, store, dev_idx, device=resolve_device(device))
+    run.model.to("cpu")
+    known = preds.labels >= 0
+    summary = calibration_summary(preds.logits[known], preds.labels[known], run.labels)
+    best = run_dir / "best.pt"
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    state["temperature"] = summary["temperature"]
+    save_checkpoint(best, state)
+    atomic_write_json(run_dir / "calibration.json", summary)
+    plot_reliability(
+        summary["before"],
+        summary["after"],
+        run_dir / "reliability.png",
+        f"{run.meta['model_name']} — dev (temperature fitted here)",
+    )
+    log.info(
+        "temperature %.3f on %d dev posts: ECE %.4f -> %.4f, Brier %.4f -> %.4f",
+        summary["temperature"],
+        summary["num_posts"],
+        summary["before"]["ece"],
+        summary["after"]["ece"],
+        summary["before"]["brier"],
+        summary["after"]["brier"],
+    )
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +324,20 @@ def predict_store(
     return predict(run.model, loader, device, progress=progress)
 
 
+def _calibration_block(run: LoadedRun, preds: Predictions) -> dict[str, Any]:
+    """ECE/Brier/NLL of the raw softmax and of the run's temperature (1.0 for a run trained
+    before calibration existed) on evaluated posts."""
+    from semloc.calibration import BINNING, calibration_metrics
+
+    temperature = float(run.meta.get("temperature", 1.0))
+    return {
+        "binning": BINNING,
+        "temperature": temperature,
+        "before": calibration_metrics(preds.logits, preds.labels, 1.0),
+        "after": calibration_metrics(preds.logits, preds.labels, temperature),
+    }
+
+
 def evaluate_runs(
     runs: list[str | Path],
     split: str = "test",
@@ -309,10 +369,20 @@ def evaluate_runs(
             seed=run.config.train.seed,
             num_params=run.meta.get("num_params"),
         )
+        metrics["calibration"] = _calibration_block(run, preds)
         out = run.path / (out_name or f"eval-{split}")
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "metrics.json", metrics)
         if plots:
+            from semloc.calibration import plot_reliability
+
+            cal = metrics["calibration"]
+            plot_reliability(
+                cal["before"],
+                cal["after"],
+                out / "reliability.png",
+                f"{run.meta['model_name']} — {split}",
+            )
             from semloc.plots import plot_confusion, plot_per_class_f1
 
             title = f"{run.meta['model_name']} — {split}"

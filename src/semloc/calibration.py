@@ -130,23 +130,12 @@ def calibration_metrics(
 def dev_confusions(
     logits: np.ndarray, labels: np.ndarray, num_classes: int, temperature: float
 ) -> dict[str, Any]:
-    """What the adjusted prevalence estimators need from the dev split (`semloc.prevalence`).
+    """What the adjusted prevalence estimators need from the dev split, at the calibrated
+    temperature (`semloc.prevalence.DevConfusion`, as a JSON-ready dict)."""
+    from semloc.prevalence import DevConfusion
 
-    ``hard[i][j]``: dev posts of true class j predicted as i (argmax). ``soft[i][j]``: sum over
-    dev posts of true class j of their calibrated probability of class i. ``support[j]``: dev
-    posts of true class j."""
     p = softmax(logits, temperature)
-    labels = np.asarray(labels, dtype=np.int64)
-    hard = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(hard, (p.argmax(axis=1), labels), 1)
-    soft = np.zeros((num_classes, num_classes), dtype=np.float64)
-    for j in range(num_classes):
-        soft[:, j] = p[labels == j].sum(axis=0)
-    return {
-        "hard": hard.tolist(),
-        "soft": soft.tolist(),
-        "support": np.bincount(labels, minlength=num_classes).tolist(),
-    }
+    return DevConfusion.from_predictions(p, labels, num_classes).to_dict()
 
 
 def calibration_summary(

@@ -69,6 +69,9 @@ class DataConfig:
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    # IANA zone (e.g. Europe/Berlin) for `created_at` values without an offset and for epoch
+    # seconds; times written with an offset keep it (the poster's own wall clock)
+    timezone: str = "UTC"
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from semloc.config import ExtractConfig
+from semloc.config import DataConfig, ExtractConfig
 from semloc.errors import SemlocError
 from semloc.io import atomic_write_text
 from semloc.runs import LoadedRun
@@ -112,6 +112,7 @@ def predict_posts_file(
     backbone_override: str | None = None,
     batch_size: int = 256,
     device: str = "cpu",
+    data_cfg: DataConfig | None = None,
 ) -> dict[str, int]:
     """Predict every post of a CSV/JSONL/Parquet file; writes the predictions CSV atomically.
 
@@ -125,7 +126,7 @@ def predict_posts_file(
     from semloc.features.batch import FeatureBatch
 
     cfg = extract_cfg or ExtractConfig()
-    table = read_posts(posts_path)
+    table = read_posts(posts_path, data_cfg=data_cfg)
     backbone = load_run_backbone(run, backbone_override, device, allow_network=cfg.allow_network)
     batch, outcomes = featurize_posts(
         table.records, table.base_dir, backbone, cfg, dtype=run.feature_header["dtype"]
@@ -150,12 +151,31 @@ def predict_posts_file(
                     full[kept[rows.numpy()]] = value.float().cpu().numpy()
     statuses = [o.status + (f" ({o.reason})" if o.reason else "") for o in outcomes]
     write_predictions(
-        output, [p.id for p in table.records], probs, run.labels, extras, outcomes=statuses
+        output,
+        [p.id for p in table.records],
+        probs,
+        run.labels,
+        extras,
+        outcomes=statuses,
+        columns=people_columns(
+            [p.user for p in table.records], [p.created_at for p in table.records]
+        ),
     )
     counts: dict[str, int] = {}
     for s in statuses:
         counts[s] = counts.get(s, 0) + 1
     return counts
+
+
+def people_columns(
+    users: list[str | None], created_at: list[str | None]
+) -> dict[str, list[str | None]]:
+    """The per-post `user` and `created_at` columns, each only when some post has a value."""
+    out = {}
+    for name, values in (("user", users), ("created_at", created_at)):
+        if any(v is not None for v in values):
+            out[name] = values
+    return out
 
 
 def write_predictions(
@@ -165,11 +185,14 @@ def write_predictions(
     labels: list[str],
     extras: dict[str, np.ndarray] | None = None,
     outcomes: list[str] | None = None,
+    columns: dict[str, list[str | None]] | None = None,
 ) -> None:
-    """CSV: id, label, p_<class> for every class, then explanation columns when the model has
+    """CSV: id, then `columns` (per-post values carried from the posts, e.g. user and
+    created_at), label, p_<class> for every class, then explanation columns when the model has
     them (similarity, gate, weight_text, weight_image) and the image outcome when known."""
     extras = extras or {}
-    cols = ["id", "label", *[f"p_{lab}" for lab in labels]]
+    columns = columns or {}
+    cols = ["id", *columns, "label", *[f"p_{lab}" for lab in labels]]
     extra_cols: list[tuple[str, np.ndarray]] = []
     for name in ("similarity", "gate"):
         if name in extras:
@@ -187,10 +210,11 @@ def write_predictions(
     w.writerow(cols)
     for i, pid in enumerate(ids):
         p = probabilities[i]
+        carried = ["" if v[i] is None else v[i] for v in columns.values()]
         if np.isnan(p).any():  # a post the image policy skipped: listed, never dropped
-            row = [pid, "", *[""] * len(labels), *[""] * len(extra_cols)]
+            row = [pid, *carried, "", *[""] * len(labels), *[""] * len(extra_cols)]
         else:
-            row = [pid, labels[int(p.argmax())], *[f"{x:.6f}" for x in p]]
+            row = [pid, *carried, labels[int(p.argmax())], *[f"{x:.6f}" for x in p]]
             row += [f"{float(v[i]):.6f}" for _, v in extra_cols]
         if outcomes is not None:
             row.append(outcomes[i])

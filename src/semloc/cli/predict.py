@@ -76,9 +76,14 @@ def run(args: argparse.Namespace) -> int:
             loaded, store, idx, batch_size=args.batch_size, device=args.device, progress=True
         )
         ids = [store.ids[i] for i in preds.index]
-        from semloc.predict import write_predictions
+        from semloc.predict import people_columns, write_predictions
 
-        write_predictions(args.output, ids, preds.probabilities, loaded.labels, preds.extras)
+        columns = people_columns(
+            [store.users[i] for i in preds.index], [store.created_at[i] for i in preds.index]
+        )
+        write_predictions(
+            args.output, ids, preds.probabilities, loaded.labels, preds.extras, columns=columns
+        )
     elif src.is_file():
         from semloc.predict import predict_posts_file
 
@@ -92,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             backbone_override=args.backbone,
             batch_size=args.batch_size,
             device=args.device,
+            data_cfg=cfg.data,
         )
         print("posts: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     else:

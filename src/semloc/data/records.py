@@ -2,7 +2,9 @@
 
 One record per post: ``id`` (unique, non-empty), ``text`` (may be empty), ``image`` (path relative
 to the data file, or absent), ``label`` (class name; absent for prediction), ``split``
-(train/dev/test; optional — without it a seeded stratified split is made).
+(train/dev/test; optional — without it a seeded stratified split is made); optionally ``user``
+(author id, any string) and ``created_at`` (ISO 8601 with offset, naive ISO in
+``data.timezone``, or epoch seconds; see `semloc.data.timestamps`).
 
 Validation collects *every* bad row with its row number and reason and raises one `DataError`;
 nothing is dropped silently. Row numbers are 1-based positions of the record in the file
@@ -23,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from semloc.config import DataConfig
+from semloc.data.timestamps import canonical_timestamp, resolve_timezone
 from semloc.errors import DataError, SemlocError
 
-COLUMNS = ("id", "text", "image", "label", "split")
+COLUMNS = ("id", "text", "image", "label", "split", "user", "created_at")
 SPLITS = ("train", "dev", "test")
 log = logging.getLogger(__name__)
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -39,6 +42,8 @@ class Post:
     label: str | None
     split: str | None
     row: int  # 1-based record number in the file
+    user: str | None = None  # author id, as written
+    created_at: str | None = None  # canonical ISO 8601 with offset (semloc.data.timestamps)
 
     def image_path(self, base_dir: str | Path) -> Path | None:
         if not self.image:
@@ -141,6 +146,7 @@ def read_posts(
     if fmt == "csv" and rows and isinstance(rows[0][1], dict) and "id" not in rows[0][1]:
         raise DataError(f"{path}: missing required column 'id'", [f"columns: {list(rows[0][1])}"])
     known_labels = set(labels) if labels is not None else None
+    zone = resolve_timezone((data_cfg or DataConfig()).timezone)
     seen: dict[str, int] = {}
     extra_columns: set[str] = set()
     for row, rec in rows:
@@ -182,6 +188,12 @@ def read_posts(
         if split is not None and split.strip() not in SPLITS:
             problems.append(f"{where} (id {pid!r}): split {split!r} is not one of {SPLITS}")
             continue
+        try:
+            created_at = canonical_timestamp(rec.get("created_at"), zone)
+        except ValueError as e:
+            problems.append(f"{where} (id {pid!r}): created_at {rec.get('created_at')!r}: {e}")
+            continue
+        user = _cell(rec.get("user"))
         posts.append(
             Post(
                 id=pid,
@@ -190,6 +202,8 @@ def read_posts(
                 label=label,
                 split=split.strip() if split else None,
                 row=row,
+                user=user.strip() if user else None,
+                created_at=created_at,
             )
         )
     if not rows:

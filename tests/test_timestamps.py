@@ -66,7 +66,7 @@ def test_bad_timestamps_are_bad_rows_named(tmp_path):
 def test_unknown_timezone_names_the_key(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "text": "x"}])
     cfg = load_config(None, ["data.timezone=Mars/Olympus"]).data
-    with pytest.raises(ConfigError, match="data.timezone"):
+    with pytest.raises(ConfigError, match=r"data\.timezone"):
         read_posts(path, data_cfg=cfg)
 
 

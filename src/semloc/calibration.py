@@ -146,7 +146,7 @@ def calibration_summary(
     temperature = fit_temperature(logits, labels)
     return {
         "split": split,
-        "num_posts": int(len(labels)),
+        "num_posts": len(labels),
         "labels": list(label_names),
         "temperature": temperature,
         "binning": BINNING,

@@ -43,8 +43,8 @@ from typing import Any
 
 from semloc.data.timestamps import resolve_timezone
 from semloc.demo import _scenes, _texts
-from semloc.demo.people import add_people
 from semloc.demo._vocab import CLASSES
+from semloc.demo.people import add_people
 from semloc.errors import SemlocError
 from semloc.io import atomic_write_json, atomic_write_text, sha256_json
 

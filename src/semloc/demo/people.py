@@ -21,9 +21,11 @@ pictures: the same seed gives the same posts with or without people.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -191,3 +193,138 @@ def add_people(
             }
         )
     return users, times, truth
+
+
+# ------------------------------------------------------------------------------------------------
+# the demo's last stage: profile the test users and compare with the truth
+
+
+def best_run_on_dev(run_dirs: list[Path]) -> Path | None:
+    """The trained run with the highest *dev* macro-F1 (its metrics.json): test is not used to
+    pick the model whose predictions are profiled."""
+    best, best_f1 = None, -1.0
+    for d in run_dirs:
+        try:
+            f1 = float(json.loads((Path(d) / "metrics.json").read_text())["macro_f1"])
+        except (OSError, ValueError, KeyError):
+            continue
+        if (Path(d) / "best.pt").is_file() and f1 > best_f1:
+            best, best_f1 = Path(d), f1
+    return best
+
+
+def profile_test_users(
+    world_dir: Path, run_dir: Path, store_path: Path, out_dir: Path, *, quick: bool
+) -> dict[str, Any]:
+    """Predict the test posts with `run_dir` (calibrated), profile them, profile the true labels
+    the same way, and compare: each prevalence estimator's error for the whole test population
+    and per test user, and recovered vs true routines. Returns the summary block."""
+    from semloc.calibration import softmax
+    from semloc.features.store import FeatureStore
+    from semloc.predict import people_columns, write_predictions
+    from semloc.prevalence import DevConfusion, PredictionStats, point_estimates
+    from semloc.profile import ProfileOptions, format_hours, profile_predictions
+    from semloc.runs import calibrate_run, load_run, predict_store
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = FeatureStore(store_path)
+    if not (run_dir / "calibration.json").is_file():  # a run trained before calibration
+        calibrate_run(run_dir, store)
+    run = load_run(run_dir)
+    temperature = float(run.meta.get("temperature", 1.0))
+    idx = store.indices("test")
+    preds = predict_store(run, store, idx)
+    probs = softmax(preds.logits, temperature)
+    labels = list(run.labels)
+    rows = [int(i) for i in preds.index]
+    ids = [store.ids[i] for i in rows]
+    users = [store.users[i] for i in rows]
+    columns = people_columns(users, [store.created_at[i] for i in rows])
+    if "user" not in columns or "created_at" not in columns:
+        raise ValueError(f"{store_path} has no users/times: re-extract the people world")
+    true_codes = np.array([labels.index(store.raw_labels[i]) for i in rows])
+    onehot = np.eye(len(labels))[true_codes]
+    write_predictions(out_dir / "test_predictions.csv", ids, probs, labels, columns=columns)
+    write_predictions(out_dir / "test_truth.csv", ids, onehot, labels, columns=columns)
+    opts = ProfileOptions(min_posts=3 if quick else 20, num_boot=200 if quick else 1000)
+    recovered = profile_predictions(
+        out_dir / "test_predictions.csv", out_dir / "profile", opts, run=run_dir
+    )
+    truth_opts = ProfileOptions(min_posts=opts.min_posts, num_boot=20)
+    truth = profile_predictions(out_dir / "test_truth.csv", out_dir / "truth", truth_opts)
+
+    cal = json.loads((run_dir / "calibration.json").read_text())
+    dev = DevConfusion.from_dict(cal["dev_confusion"])
+    true_share = onehot.mean(axis=0)
+    population = {}
+    for r in recovered.population_shares.to_pylist():
+        e = population.setdefault(r["estimator"], {"abs_error": 0.0, "covered": 0})
+        err = abs(r["share"] - true_share[labels.index(r["location"])])
+        e["abs_error"] += err / len(labels)  # mean absolute error over locations
+        e["covered"] += int(r["low"] <= true_share[labels.index(r["location"])] <= r["high"])
+    # per profiled user: every estimator against the user's true shares
+    people = {p["user"]: p for p in json.loads((world_dir / "people.json").read_text())["people"]}
+    user_arr = np.asarray(users, dtype=object)
+    per_user: dict[str, list[float]] = {}
+    table = []
+    truth_routines = {r["user"]: r for r in truth.routines.to_pylist()}
+    for r in sorted(recovered.routines.to_pylist(), key=lambda r: -r["posts"]):
+        mask = user_arr == r["user"]
+        est = point_estimates(PredictionStats.from_probabilities(probs[mask]), dev)
+        t = onehot[mask].mean(axis=0)
+        for name, share in est.items():
+            per_user.setdefault(name, []).append(float(np.abs(share - t).mean()))
+        person = people.get(r["user"], {})
+        work = ROLES.get(person.get("role", ""))
+        table.append(
+            {
+                "user": r["user"],
+                "role": person.get("role", "?"),
+                "posts": r["posts"],
+                "true_top": labels[int(t.argmax())],
+                "recovered_top": r["top_location"],
+                "true_home_share": float(t[labels.index("home")]),
+                "pcc_home_share": float(est["pcc"][labels.index("home")]),
+                "pacc_home_share": float(est["pacc"][labels.index("home")]),
+                "planned_work_hours": (
+                    format_hours(list(range(person["work_start"], person["work_end"])))
+                    if work
+                    else "-"
+                ),
+                "true_work_like_hours": truth_routines.get(r["user"], {}).get(
+                    "work_like_hours", "-"
+                ),
+                "recovered_work_like_hours": r.get("work_like_hours", "-"),
+                "true_home_like_hours": truth_routines.get(r["user"], {}).get(
+                    "home_like_hours", "-"
+                ),
+                "recovered_home_like_hours": r.get("home_like_hours", "-"),
+            }
+        )
+    s = recovered.summary
+    return {
+        "run": str(run_dir),
+        "model": run.meta.get("model_name"),
+        "temperature": temperature,
+        "dev_ece": {"before": cal["before"]["ece"], "after": cal["after"]["ece"]},
+        "test_posts": len(rows),
+        "test_users": s["users"],
+        "profiled_users": s["users_profiled"],
+        "min_posts": s["min_posts"],
+        "labels": labels,
+        "true_shares": true_share.tolist(),
+        "population": population,
+        "per_user_mae": {k: float(np.mean(v)) for k, v in per_user.items()},
+        "home_like_hours": {
+            "recovered": format_hours(s["home_like_hours"]),
+            "true": format_hours(truth.summary["home_like_hours"]),
+        },
+        "work_like_hours": {
+            "recovered": format_hours(s["work_like_hours"]),
+            "true": format_hours(truth.summary["work_like_hours"]),
+        },
+        "users": table,
+        "profile_dir": str(out_dir / "profile"),
+        "heatmap": str(out_dir / "profile" / "activity_population.png"),
+        "truth_heatmap_dir": str(out_dir / "truth"),
+    }

@@ -153,7 +153,9 @@ def _as_strings(batch: Any, text_cols: Sequence[str]) -> Any:
     import pyarrow as pa
 
     arrays = [
-        batch.column(name).cast(pa.string()) if name in text_cols else batch.column(name)
+        batch.column(name).cast(pa.string())
+        if name in text_cols and batch.column(name).type != pa.string()
+        else batch.column(name)
         for name in batch.schema.names
     ]
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
@@ -328,22 +330,21 @@ class _Groups:
         code, p, slot = code[keep], p[keep], slot[keep]
         k, c = len(self.posts), self.num_classes
         self.posts += np.bincount(code, minlength=k)
-        flat = code * c
         for j in range(c):
             self.prob_sum[:, j] += np.bincount(code, weights=p[:, j], minlength=k)
-        self.counts += np.bincount(flat + p.argmax(axis=1), minlength=k * c).reshape(k, c)
+        self.counts += np.bincount(code * c + p.argmax(axis=1), minlength=k * c).reshape(k, c)
         if self.grids and self.grid is not None and self.grid_posts is not None:
             timed = slot >= 0
-            cell = code[timed] * SLOTS + slot[timed]
-            self.grid_posts += (
-                np.bincount(cell, minlength=k * SLOTS).reshape(k, SLOTS).astype(np.int32)
-            )
-            g = self.grid.reshape(k * SLOTS, c)
+            # sum within the batch's distinct (key, slot) cells first: a bincount over every
+            # cell of every key would cost keys x 168 per batch, however few rows it holds
+            cells, inverse = np.unique(code[timed] * SLOTS + slot[timed], return_inverse=True)
             pt = p[timed]
+            sums = np.empty((len(cells), c), np.float64)
             for j in range(c):
-                g[:, j] += np.bincount(cell, weights=pt[:, j], minlength=k * SLOTS).astype(
-                    np.float32
-                )
+                sums[:, j] = np.bincount(inverse, weights=pt[:, j], minlength=len(cells))
+            flat = self.grid.reshape(k * SLOTS, c)
+            flat[cells] += sums.astype(np.float32)
+            self.grid_posts.reshape(-1)[cells] += np.bincount(inverse).astype(np.int32)
 
     def size(self) -> int:
         return len(self.names)
@@ -367,15 +368,12 @@ class ProfileAccumulator:
 
     def add_batch(self, batch: Any) -> None:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         n = batch.num_rows
         names = batch.schema.names
+        # nulls (posts without a prediction) become NaN in a float column's numpy view
         p = np.column_stack(
-            [
-                pc.fill_null(batch.column(f"p_{lab}"), np.nan).to_numpy(zero_copy_only=False)
-                for lab in self.labels
-            ]
+            [batch.column(f"p_{lab}").to_numpy(zero_copy_only=False) for lab in self.labels]
         ).astype(np.float64)
         nulls = pa.nulls(n, pa.string())
         times = batch.column("created_at") if "created_at" in names else nulls

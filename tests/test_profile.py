@@ -172,3 +172,46 @@ def test_cli_profile(predictions, tmp_path, capsys):
 def test_format_hours():
     assert format_hours([6, 7, 8, 18, 19]) == "06-09h, 18-20h"
     assert format_hours([]) == "-"
+
+
+def test_partial_profiles_merge_to_the_whole(predictions, tmp_path):
+    import pickle
+
+    from semloc.profile import ProfileAccumulator, iter_prediction_batches, prediction_columns
+
+    opts = ProfileOptions(min_posts=5, group="city", batch_size=7)
+    labels, wanted = prediction_columns(predictions, opts)
+    whole = ProfileAccumulator(labels, opts)
+    merged = ProfileAccumulator(labels, opts)
+    for batch in iter_prediction_batches(predictions, wanted, batch_size=7):
+        whole.add_batch(batch)
+        part = ProfileAccumulator(labels, opts)
+        part.add_batch(batch)
+        merged.merge(pickle.loads(pickle.dumps(part)))  # as Ray ships partials
+    assert merged.users.names == whole.users.names
+    k = whole.users.size()
+    assert np.allclose(merged.users.grid[:k], whole.users.grid[:k])
+    assert np.array_equal(merged.users.grid_posts[:k], whole.users.grid_posts[:k])
+    assert np.allclose(merged.grid, whole.grid) and merged.rows == whole.rows == 31
+    assert {merged.groups.names[c]: s.n for c, s in merged.group_stats.items()} == {
+        whole.groups.names[c]: s.n for c, s in whole.group_stats.items()
+    }
+
+
+@pytest.mark.slow
+def test_ray_profile_equals_local(predictions, tmp_path):
+    pytest.importorskip("ray")
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from semloc.scale.ray_profile import profile_with_ray
+
+    parquet = tmp_path / "p.parquet"
+    pq.write_table(pacsv.read_csv(predictions), parquet)
+    opts = ProfileOptions(min_posts=5, num_boot=50, plots=False)
+    local = profile_predictions(parquet, tmp_path / "local", opts)
+    ray_result = profile_with_ray([parquet], tmp_path / "ray", opts)
+    assert np.allclose(ray_result.accumulator.grid, local.accumulator.grid)
+    ours, theirs = ray_result.user_shares, local.user_shares
+    assert ours.column("user").to_pylist() == theirs.column("user").to_pylist()
+    assert np.allclose(ours.column("share").to_numpy(), theirs.column("share").to_numpy())

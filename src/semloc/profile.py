@@ -349,6 +349,51 @@ class _Groups:
     def size(self) -> int:
         return len(self.names)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # shipped between processes (Ray Data partials): the grids go as their non-empty cells,
+        # so a partial costs what its rows touched, not keys x 168 x C
+        state = self.__dict__.copy()
+        if self.grid is not None and self.grid_posts is not None:
+            k = self.size()
+            posts = self.grid_posts[:k].reshape(-1)
+            cells = np.flatnonzero(posts)
+            state["grid"] = (cells, self.grid[:k].reshape(k * SLOTS, -1)[cells])
+            state["grid_posts"] = posts[cells]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state.get("grid"), tuple):
+            cells, values = state["grid"]
+            c = state["num_classes"]
+            cap = len(state["posts"])
+            grid = np.zeros((cap * SLOTS, c), np.float32)
+            grid[cells] = values
+            posts = np.zeros(cap * SLOTS, np.int32)
+            posts[cells] = state["grid_posts"]
+            state["grid"] = grid.reshape(cap, SLOTS, c)
+            state["grid_posts"] = posts.reshape(cap, SLOTS)
+        self.__dict__.update(state)
+
+    def merge(self, other: _Groups) -> np.ndarray:
+        """Add `other`'s sums into these (keys matched by name); returns other's code map."""
+        mapping = np.empty(other.size(), np.int64)
+        for i, name in enumerate(other.names):
+            code = self.codes.get(name)
+            if code is None:
+                code = self.codes[name] = len(self.names)
+                self.names.append(name)
+            mapping[i] = code
+        self._grow(len(self.names))
+        m = other.size()
+        np.add.at(self.posts, mapping, other.posts[:m])
+        np.add.at(self.prob_sum, mapping, other.prob_sum[:m])
+        np.add.at(self.counts, mapping, other.counts[:m])
+        if self.grids and other.grid is not None and other.grid_posts is not None:
+            assert self.grid is not None and self.grid_posts is not None
+            np.add.at(self.grid, mapping, other.grid[:m])
+            np.add.at(self.grid_posts, mapping, other.grid_posts[:m])
+        return mapping
+
 
 class ProfileAccumulator:
     """Everything a profile needs, summed over record batches; `merge` adds another one."""
@@ -365,6 +410,26 @@ class ProfileAccumulator:
         self.group_stats: dict[int, PredictionStats] = {}
         self.rows = self.unpredicted = self.untimed = self.anonymous = 0
         self.bad_times: list[tuple[int, Any, str]] = []
+
+    def merge(self, other: ProfileAccumulator) -> None:
+        """Add a partial profile of other rows (another block, file or worker)."""
+        if other.labels != self.labels:
+            raise SemlocError(f"cannot merge profiles of {other.labels} into {self.labels}")
+        self.population.merge(other.population)
+        self.grid += other.grid
+        self.grid_posts += other.grid_posts
+        self.users.merge(other.users)
+        group_map = self.groups.merge(other.groups)
+        for code, stats in other.group_stats.items():
+            mine = self.group_stats.setdefault(
+                int(group_map[code]), PredictionStats(len(self.labels))
+            )
+            mine.merge(stats)
+        self.bad_times += [(self.rows + r, v, why) for r, v, why in other.bad_times]
+        self.rows += other.rows
+        self.unpredicted += other.unpredicted
+        self.untimed += other.untimed
+        self.anonymous += other.anonymous
 
     def add_batch(self, batch: Any) -> None:
         import pyarrow as pa
@@ -495,6 +560,45 @@ def like_hours_matrix(
     return (posts >= min_posts) & (share >= lift * overall[:, None]) & (overall[:, None] > 0)
 
 
+def prediction_columns(path: Path, options: ProfileOptions) -> tuple[list[str], list[str]]:
+    """(locations, the columns to read) of a predictions file, after checking the options."""
+    if options.min_posts < 1:
+        raise SemlocError("min_posts must be at least 1")
+    bad_formats = sorted(set(options.formats) - {"csv", "parquet"})
+    if bad_formats:
+        raise SemlocError(f"unknown table format(s) {bad_formats}; use csv and/or parquet")
+    if options.timezone is not None:
+        from semloc.data.timestamps import resolve_timezone
+
+        resolve_timezone(options.timezone)
+    if not path.is_file():
+        raise SemlocError(f"predictions file {path} does not exist")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise SemlocError(f"{path}: unknown format; use one of {', '.join(FORMATS)}")
+    columns = _columns_of(path, fmt)
+    labels = [c[2:] for c in columns if c.startswith("p_")]
+    if not labels:
+        raise SemlocError(f"{path} has no p_<location> probability columns")
+    if options.group and options.group not in columns:
+        raise SemlocError(
+            f"--group column {options.group!r} is not in {path} (columns: {', '.join(columns)})"
+        )
+    wanted = [c for c in ("user", "created_at", options.group) if c and c in columns]
+    return labels, wanted + [f"p_{lab}" for lab in labels]
+
+
+def check_accumulated(acc: ProfileAccumulator, source: str) -> None:
+    """Every bad time, named, in one error; an empty profile is an error too."""
+    if acc.bad_times:
+        raise DataError(
+            f"{source}: {len(acc.bad_times)} row(s) with a bad created_at",
+            [f"row {r}: created_at {v!r}: {why}" for r, v, why in acc.bad_times],
+        )
+    if acc.population.n == 0:
+        raise SemlocError(f"{source} has no predicted rows to profile")
+
+
 def profile_predictions(
     predictions: str | Path,
     out_dir: str | Path,
@@ -506,54 +610,24 @@ def profile_predictions(
 ) -> ProfileResult:
     """Profile a predictions table into `out_dir` (tables, heat-maps, report.md/.html,
     profile.json). `run` (a run directory) supplies the dev confusion from its calibration.json
-    for the adjusted estimators; or pass `dev` directly."""
+    for the adjusted estimators; or pass `dev` directly. Nothing is written when a time is bad."""
     from tqdm.auto import tqdm
 
     options = options or ProfileOptions()
-    if options.min_posts < 1:
-        raise SemlocError("min_posts must be at least 1")
-    bad_formats = sorted(set(options.formats) - {"csv", "parquet"})
-    if bad_formats:
-        raise SemlocError(f"unknown table format(s) {bad_formats}; use csv and/or parquet")
-    if options.timezone is not None:
-        from semloc.data.timestamps import resolve_timezone
-
-        resolve_timezone(options.timezone)
     predictions = Path(predictions)
-    if not predictions.is_file():
-        raise SemlocError(f"predictions file {predictions} does not exist")
-    fmt = FORMATS.get(predictions.suffix.lower())
-    if fmt is None:
-        raise SemlocError(f"{predictions}: unknown format; use one of {', '.join(FORMATS)}")
-    columns = _columns_of(predictions, fmt)
-    labels = [c[2:] for c in columns if c.startswith("p_")]
-    if not labels:
-        raise SemlocError(f"{predictions} has no p_<location> probability columns")
-    if options.group and options.group not in columns:
-        raise SemlocError(
-            f"--group column {options.group!r} is not in {predictions} "
-            f"(columns: {', '.join(columns)})"
-        )
+    labels, wanted = prediction_columns(predictions, options)
     if run is not None and dev is None:
-        dev = _dev_confusion_of(run, labels)
-    wanted = [c for c in ("user", "created_at", options.group) if c and c in columns]
-    wanted += [f"p_{lab}" for lab in labels]
+        dev = dev_confusion_of(run, labels)
     acc = ProfileAccumulator(labels, options)
     with tqdm(desc="profile", unit="row", unit_scale=True, disable=not progress) as bar:
         for batch in iter_prediction_batches(predictions, wanted, options.batch_size):
             acc.add_batch(batch)
             bar.update(batch.num_rows)
-    if acc.bad_times:
-        raise DataError(
-            f"{predictions}: {len(acc.bad_times)} row(s) with a bad created_at",
-            [f"row {r}: created_at {v!r}: {why}" for r, v, why in acc.bad_times],
-        )
-    if acc.population.n == 0:
-        raise SemlocError(f"{predictions} has no predicted rows to profile")
+    check_accumulated(acc, str(predictions))
     return write_profile(acc, out_dir, dev, source=str(predictions))
 
 
-def _dev_confusion_of(run: str | Path, labels: Sequence[str]) -> DevConfusion:
+def dev_confusion_of(run: str | Path, labels: Sequence[str]) -> DevConfusion:
     path = Path(run) / "calibration.json"
     try:
         cal = json.loads(path.read_text())
@@ -614,8 +688,12 @@ def write_profile(
     low, high = wilson_interval(share, np.repeat(n[:, None], c, axis=1), opt.confidence)
     user_shares = pa.table(
         {
-            "user": np.repeat(np.asarray(ids, dtype=object), c),
-            "location": np.tile(np.asarray(labels, dtype=object), len(ids)),
+            "user": pa.DictionaryArray.from_arrays(
+                pa.array(np.repeat(np.arange(len(ids)), c), pa.int32()), pa.array(ids, pa.string())
+            ),
+            "location": pa.DictionaryArray.from_arrays(
+                pa.array(np.tile(np.arange(c), len(ids)), pa.int32()), pa.array(labels)
+            ),
             "posts": np.repeat(posts[eligible], c),
             "share": share.ravel(),
             "low": low.ravel(),
@@ -736,31 +814,36 @@ def grid_table(
     key: str | None = None,
     names: Sequence[str] = (),
     *,
-    skip_empty: bool = False,
+    per_user: bool = False,
 ) -> Any:
-    """Wide table, one row per (key, day, hour): posts, then expected posts and the share of
-    the slot's posts per location. grid (K, SLOTS, C), grid_posts (K, SLOTS)."""
+    """Wide table, one row per (key, day, hour): posts, then expected posts per location, then
+    (not per user) the share of the slot's posts per location. grid (K, SLOTS, C), grid_posts
+    (K, SLOTS). Per user only non-empty slots are written, in float32 (shares = expected /
+    posts): that table is as long as the data, so it is kept lean."""
     import pyarrow as pa
 
     k = len(grid)
-    slot = np.tile(np.arange(SLOTS), k)
-    who = np.repeat(np.arange(k), SLOTS)
-    n = grid_posts.reshape(-1).astype(np.int64)
-    g = grid.reshape(k * SLOTS, -1).astype(np.float64)
-    keep = n > 0 if skip_empty else np.ones(len(n), bool)
+    n = grid_posts.reshape(-1)
+    keep = np.flatnonzero(n > 0) if per_user else np.arange(k * SLOTS)
+    slot = keep % SLOTS
+    g = grid.reshape(k * SLOTS, -1)[keep]
     cols: dict[str, Any] = {}
     if key is not None:
-        cols[key] = np.asarray(names, dtype=object)[who[keep]]
-    cols["day_of_week"] = np.asarray(DAYS, dtype=object)[slot[keep] // 24]
-    cols["hour"] = slot[keep] % 24
-    cols["posts"] = n[keep]
-    for j, lab in enumerate(labels):
-        cols[f"expected_{lab}"] = np.round(g[keep, j], 6)
-    for j, lab in enumerate(labels):
-        share = np.divide(
-            g[keep, j], n[keep], out=np.full(int(keep.sum()), np.nan), where=n[keep] > 0
+        cols[key] = pa.DictionaryArray.from_arrays(
+            pa.array(keep // SLOTS, pa.int32()), pa.array(list(names), pa.string())
         )
-        cols[f"share_{lab}"] = pa.array(np.round(share, 6), from_pandas=True)
+    cols["day_of_week"] = pa.DictionaryArray.from_arrays(
+        pa.array(slot // 24, pa.int8()), pa.array(DAYS, pa.string())
+    )
+    cols["hour"] = (slot % 24).astype(np.int8)
+    posts = n[keep].astype(np.int64)
+    cols["posts"] = posts
+    for j, lab in enumerate(labels):
+        cols[f"expected_{lab}"] = g[:, j].astype(np.float32 if per_user else np.float64)
+    if not per_user:
+        for j, lab in enumerate(labels):
+            share = np.divide(g[:, j], posts, out=np.full(len(keep), np.nan), where=posts > 0)
+            cols[f"share_{lab}"] = pa.array(share, from_pandas=True)
     return pa.table(cols)
 
 
@@ -792,7 +875,7 @@ def write_user_grids(
                     labels,
                     "user",
                     ids[start : start + chunk],
-                    skip_empty=True,
+                    per_user=True,
                 )
                 if writer is None:
                     writer = (

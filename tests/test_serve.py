@@ -423,7 +423,7 @@ def test_served_predictions_equal_offline_predict(served, tmp_path: Path) -> Non
     assert set(served_rows) == set(offline)
     for pid, want in offline.items():
         got = served_rows[pid]
-        assert got["label"] == want["label"], pid
+        assert got["label"] == want["predicted_label"], pid
         for lab in labels:
             assert got["probabilities"][lab] == pytest.approx(float(want[f"p_{lab}"]), abs=1e-5)
         assert got["similarity"] == pytest.approx(float(want["similarity"]), abs=1e-5)
@@ -443,7 +443,7 @@ def test_served_predictions_equal_offline_predict(served, tmp_path: Path) -> Non
 
 def test_the_run_finds_its_own_clip_and_refuses_another(served, tmp_path: Path) -> None:
     from semloc.clip.tiny import build_clip_from_scratch
-    from semloc.predict import load_run_backbone
+    from semloc.prediction import load_run_backbone
     from semloc.runs import load_run
 
     run = load_run(served["run"])

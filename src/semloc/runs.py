@@ -30,15 +30,26 @@ import torch
 from torch import nn
 
 from semloc import __version__
-from semloc.config import Config, config_from_dict, config_to_dict, config_to_yaml
+from semloc.config import (
+    Config,
+    check_device_available,
+    config_from_dict,
+    config_to_dict,
+    config_to_yaml,
+    validate_config,
+)
 from semloc.errors import SemlocError
 from semloc.features.batch import FeatureDims
 from semloc.features.loader import make_loader
-from semloc.features.store import FINGERPRINT_KEYS, FeatureStore, label_map_for
-from semloc.io import atomic_write_json, atomic_write_text
-from semloc.metrics import aggregate, classification_metrics
+from semloc.features.store import FINGERPRINT_KEYS, FeatureStore
+from semloc.io import (
+    atomic_write_json,
+    atomic_write_text,
+    output_dir,
+    remove_stale_temporaries,
+)
 from semloc.models import build_model
-from semloc.train.trainer import Predictions, Trainer, TrainResult, predict, seed_everything
+from semloc.training.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "semloc-checkpoint-1"
@@ -62,33 +73,113 @@ def median_pair_cosine(store: FeatureStore, indices: np.ndarray, limit: int = 20
     return float(np.median(values)) if values.size else 0.0
 
 
-def _require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
+def require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
     idx = store.indices(split)
     if idx.size == 0:
         raise SemlocError(f"feature store {store.root} has no '{split}' posts; {why}")
     return idx
 
 
+RUN_FILES = [
+    "best.pt",
+    "last.pt",
+    "history.json",
+    "metrics.json",
+    "run.json",
+    "config.yaml",
+    "training_curves.png",
+]
+# settings a resumed run may change: where and how fast it runs, never what it computes
+_RESUMABLE_KEYS = {"train.device", "train.num_workers", "train.progress"}
+
+
+def read_resume_checkpoint(path: Path) -> dict[str, Any]:
+    """last.pt as a dict with what --resume needs, or SemlocError naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, empty, or not a torch file: say so, not an OSError
+        raise SemlocError(
+            f"cannot resume from {path}: it is damaged or truncated ({type(e).__name__}: {e}); "
+            "start over with --overwrite"
+        ) from None
+    need = ("config", "model_state", "optimizer_state", "scheduler_state", "epoch", "history")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise SemlocError(f"cannot resume from {path}: it is not a semloc checkpoint")
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise SemlocError(f"cannot resume from {path}: it lacks {', '.join(missing)}")
+    return state
+
+
+def resume_config_changes(saved: Config, wanted: Config) -> list[str]:
+    """'key: run has X, asked Y' for every setting that differs (resume-neutral keys aside)."""
+    a, b = _flat(config_to_dict(saved)), _flat(config_to_dict(wanted))
+    return [
+        f"{k}: run has {a.get(k)!r}, asked {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+        and k not in _RESUMABLE_KEYS
+        # gate_bias_init is filled from the data when left unset
+        and not (k == "model.gate_bias_init" and b.get(k) is None)
+    ]
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def train_run(
     store_path: str | Path,
-    cfg: Config,
+    cfg: Config | None,
     out_dir: str | Path,
     *,
     resume: bool = False,
     overwrite: bool = False,
     dist: Any = None,
 ) -> TrainResult:
-    """Train `cfg.model` on the train split of a store, selecting on dev."""
+    """Train `cfg.model` on the train split of a store, selecting on dev.
+
+    resume: continue RUN/last.pt with the run's own config; `cfg` may be None then, and when
+    given it must not change what the run computes (only train.device/num_workers/progress).
+    A run stopped before its first last.pt starts over on a plain re-run."""
     out_dir = Path(out_dir)
     is_main = dist is None or dist.is_main
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SemlocError(f"run directory {out_dir} is an existing file, not a directory")
+    if is_main:
+        remove_stale_temporaries(out_dir, RUN_FILES)  # a kill mid-write leaves .NAME.*.tmp
     last = out_dir / "last.pt"
     if resume:
         if not last.exists():
+            if (out_dir / "best.pt").exists():
+                raise SemlocError(
+                    f"cannot resume: {out_dir} has best.pt but no last.pt (it was stopped during "
+                    "its first epoch); run the same command without --resume to start it over"
+                )
             raise SemlocError(f"cannot resume: {last} does not exist")
-        saved = torch.load(last, map_location="cpu", weights_only=True)
-        cfg = config_from_dict(saved["config"])  # the run continues with its own config
+        saved = read_resume_checkpoint(last)
+        saved_cfg = config_from_dict(saved["config"])
+        if cfg is not None:
+            changed = resume_config_changes(saved_cfg, cfg)
+            if changed:
+                raise SemlocError(
+                    f"--resume continues {out_dir} with the config it was started with; these "
+                    "settings differ: " + "; ".join(changed) + ". Drop them, or start a new run "
+                    "(another --out, or --overwrite)"
+                )
+            # settings that do not change results (device, workers, progress) may differ
+            saved_cfg.train.device = cfg.train.device
+            saved_cfg.train.num_workers = cfg.train.num_workers
+            saved_cfg.train.progress = cfg.train.progress
+        cfg = saved_cfg  # the run continues with its own config
         store_path = saved.get("store_path", store_path)
-    elif (out_dir / "best.pt").exists() or last.exists():
+    elif last.exists():
         if not overwrite:
             raise SemlocError(
                 f"{out_dir} already holds a run; use --resume to continue it, --overwrite to "
@@ -97,16 +188,62 @@ def train_run(
         if is_main:
             for name in ("best.pt", "last.pt", "history.json", "metrics.json"):
                 (out_dir / name).unlink(missing_ok=True)
+    elif (out_dir / "best.pt").exists() and is_main:
+        # stopped between the first best.pt and the first last.pt: nothing resumable was
+        # written, so this run starts over (one epoch of work is all that is lost)
+        log.warning("%s holds no last.pt (stopped during its first epoch): starting over", out_dir)
+        for name in ("best.pt", "history.json", "metrics.json"):
+            (out_dir / name).unlink(missing_ok=True)
+    if cfg is None:
+        raise SemlocError("train_run needs a config (or resume=True to use the run's own)")
+    validate_config(cfg)
+    check_device_available(cfg.train.device, "train.device")
     store = FeatureStore(store_path)
     if resume:
         store.check_compatible(saved["feature_header"], what=f"the run in {out_dir}")
     labels = store.labels
+    records = store.manifest.get("extraction", {}).get("records", {})
+    label_column = records.get("label_column", "label")
     if len(labels) < 2:
-        raise SemlocError(f"feature store {store.root} has {len(labels)} label(s); need at least 2")
-    train_idx = _require_split(store, "train", "training needs labelled train posts")
-    dev_idx = _require_split(store, "dev", "model selection needs a dev split (never test)")
-    train_idx = train_idx[store.label_codes[train_idx] >= 0]
-    dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
+        raise SemlocError(
+            f"feature store {store.root} has {len(labels)} label(s); need at least 2. The posts "
+            f"were read with their labels in column {label_column!r}"
+            + (
+                f" (columns ignored then: {', '.join(records['ignored_columns'])}); set "
+                "data.label_column=COLUMN when extracting"
+                if records.get("ignored_columns")
+                else ""
+            )
+        )
+    train_all = require_split(store, "train", "training needs labelled train posts")
+    dev_all = require_split(store, "dev", "model selection needs a dev split (never test)")
+    train_idx = train_all[store.label_codes[train_all] >= 0]
+    dev_idx = dev_all[store.label_codes[dev_all] >= 0]
+    unlabelled = {"train": len(train_all) - len(train_idx), "dev": len(dev_all) - len(dev_idx)}
+    for split, n in unlabelled.items():
+        if n and is_main:
+            log.warning(
+                "%d of %d %s posts have no label (column %r) and are left out of training%s",
+                n,
+                n + len(train_idx if split == "train" else dev_idx),
+                split,
+                label_column,
+                "" if split == "train" else " and model selection",
+            )
+    without_text = records.get("empty_text")
+    if is_main and without_text is not None and without_text == records.get("posts"):
+        log.warning(
+            "none of the %d posts of %s has text (column %r); the model sees images only. "
+            "If the texts are in another column, re-extract with data.text_column=COLUMN",
+            without_text,
+            store.root,
+            records.get("text_column", "text"),
+        )
+    if train_idx.size == 0 or dev_idx.size == 0:
+        empty = "train" if train_idx.size == 0 else "dev"
+        raise SemlocError(
+            f"none of the {empty} posts of {store.root} has a label (column {label_column!r})"
+        )
     if cfg.model.name == "sgmft" and cfg.model.gate_bias_init is None:
         cfg.model.gate_bias_init = round(median_pair_cosine(store, train_idx), 6)
     seed_everything(cfg.train.seed)
@@ -152,7 +289,7 @@ def train_run(
         "num_params": num_params,
     }
     if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        output_dir(out_dir, "run directory")
         atomic_write_text(out_dir / "config.yaml", config_to_yaml(cfg))
         atomic_write_json(
             out_dir / "run.json",
@@ -168,7 +305,15 @@ def train_run(
                     "semloc_version",
                 )
             }
-            | {"train_posts": len(train_idx), "dev_posts": len(dev_idx)},
+            | {
+                "train_posts": len(train_idx),
+                "dev_posts": len(dev_idx),
+                # posts of those splits without a label: not trained on, said in the log too
+                "train_posts_unlabelled": unlabelled["train"],
+                "dev_posts_unlabelled": unlabelled["dev"],
+                # what reading the posts found at extraction (empty texts, labels, columns)
+                "store_records": records,
+            },
         )
         log.info(
             "training %s (%s parameters) on %d train / %d dev posts, %d classes",
@@ -217,14 +362,16 @@ def calibrate_run(
     (key ``temperature``) and calibration.json; also draws the dev reliability diagram.
     Safe to call again (on an older run, say): the result depends only on best.pt and dev."""
     from semloc.calibration import calibration_summary, plot_reliability
-    from semloc.train.trainer import resolve_device, save_checkpoint
+    from semloc.evaluation import open_run_store
+    from semloc.prediction import predict_store
+    from semloc.training.trainer import resolve_device, save_checkpoint
 
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    store = store or _open_store_for(run, None)
-    dev_idx = _require_split(store, "dev", "the temperature is fitted on dev (never test)")
+    store = store or open_run_store(run, None)
+    dev_idx = require_split(store, "dev", "the temperature is fitted on dev (never test)")
     dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
-    preds = predict_store(run, store, dev_idx, device=resolve_device(device))
+    preds = predict_store(run, store, dev_idx, device=str(resolve_device(device)))
     run.model.to("cpu")
     known = preds.labels >= 0
     summary = calibration_summary(preds.logits[known], preds.labels[known], run.labels)
@@ -267,6 +414,11 @@ class LoadedRun:
     def feature_header(self) -> dict[str, Any]:
         return self.meta["feature_header"]
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature learned on dev (1.0: uncalibrated)."""
+        return float(self.meta.get("temperature", 1.0))
+
 
 def resolve_checkpoint(run: str | Path) -> Path:
     run = Path(run)
@@ -300,93 +452,3 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     return LoadedRun(
         model=model, labels=list(state["labels"]), config=cfg, meta=meta, path=path.parent
     )
-
-
-def _open_store_for(run: LoadedRun, store_path: str | Path | None) -> FeatureStore:
-    path = store_path or run.meta.get("store_path")
-    if not path:
-        raise SemlocError(f"run {run.path} records no feature store; pass --features STORE")
-    store = FeatureStore(path)
-    store.check_compatible(run.feature_header, what=f"the features run {run.path} was trained on")
-    return store
-
-
-def predict_store(
-    run: LoadedRun,
-    store: FeatureStore,
-    indices: np.ndarray,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> Predictions:
-    loader = make_loader(store, indices, batch_size, label_map=label_map_for(store, run.labels))
-    return predict(run.model, loader, device, progress=progress)
-
-
-def _calibration_block(run: LoadedRun, preds: Predictions) -> dict[str, Any]:
-    """ECE/Brier/NLL of the raw softmax and of the run's temperature (1.0 for a run trained
-    before calibration existed) on evaluated posts."""
-    from semloc.calibration import BINNING, calibration_metrics
-
-    temperature = float(run.meta.get("temperature", 1.0))
-    return {
-        "binning": BINNING,
-        "temperature": temperature,
-        "before": calibration_metrics(preds.logits, preds.labels, 1.0),
-        "after": calibration_metrics(preds.logits, preds.labels, temperature),
-    }
-
-
-def evaluate_runs(
-    runs: list[str | Path],
-    split: str = "test",
-    *,
-    store_path: str | Path | None = None,
-    out_name: str | None = None,
-    plots: bool = True,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Evaluate one or more runs (e.g. seeds) on a split; returns per-run metrics and mean ± std.
-
-    Each run's results go to RUN/eval-SPLIT/. Posts whose label the model does not know are an
-    error (listed), not silently skipped."""
-    results = []
-    for run_path in runs:
-        run = load_run(run_path, device)
-        store = _open_store_for(run, store_path)
-        idx = _require_split(store, split, f"nothing to evaluate on '{split}'")
-        idx = idx[np.array([store.raw_labels[i] is not None for i in idx], dtype=bool)]
-        if idx.size == 0:
-            raise SemlocError(f"the '{split}' posts of {store.root} carry no labels")
-        store.check_labels(run.labels, idx, what=f"run {run.path}")
-        preds = predict_store(run, store, idx, device=device)
-        metrics = classification_metrics(preds.labels, preds.logits.argmax(1), run.labels)
-        metrics.update(
-            split=split,
-            run=str(run.path),
-            model=run.meta["model_name"],
-            seed=run.config.train.seed,
-            num_params=run.meta.get("num_params"),
-        )
-        metrics["calibration"] = _calibration_block(run, preds)
-        out = run.path / (out_name or f"eval-{split}")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", metrics)
-        if plots:
-            from semloc.calibration import plot_reliability
-
-            cal = metrics["calibration"]
-            plot_reliability(
-                cal["before"],
-                cal["after"],
-                out / "reliability.png",
-                f"{run.meta['model_name']} — {split}",
-            )
-            from semloc.plots import plot_confusion, plot_per_class_f1
-
-            title = f"{run.meta['model_name']} — {split}"
-            plot_confusion(metrics["confusion_matrix"], run.labels, out / "confusion.png", title)
-            plot_per_class_f1(metrics["per_class"], out / "per_class_f1.png", title)
-        results.append(metrics)
-    return {"split": split, "runs": results, "aggregate": aggregate(results)}

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from semloc.clip.images import to_rgb
+from semloc.clip.images import DECODING, to_rgb
 from semloc.errors import SemlocError
 from semloc.io import sha256_file
 
@@ -483,6 +483,7 @@ class Backbone:
             "preprocessing": {
                 "features": FEATURE_LAYOUT,
                 "image": self.preprocessing.as_dict(),
+                "image_decoding": DECODING,  # EXIF orientation, bit depth (clip/images.py)
                 "image_size": self.image_size,
                 "tokenizer": type(self.tokenizer).__name__,
                 "tokenizer_sha256": self.tokenizer_sha256,

@@ -571,7 +571,7 @@ def extract_to_store(
             cfg.backbone,
             allow_network=cfg.allow_network,
             bf16=cfg.bf16,
-            device=resolve_device(cfg.device),
+            device=resolve_device(cfg.device, "extract.device"),
         )
     elif backbone.bf16 != cfg.bf16:
         raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
@@ -639,14 +639,29 @@ def extract_to_store(
         progress.close()
     extraction, report = _summarise(state, num_shards, run, backbone)
     extraction["backbone_path"] = backbone.path
+    extraction["records"] = records_summary(table, data_cfg)
     atomic_write_json(out / REPORT_FILE, report)
     manifest = writer.finalize({"extraction": extraction})
     return ExtractionResult(out, manifest, False, written)
 
 
-def resolve_device(device: str) -> str:
+def records_summary(table: Any, data_cfg: DataConfig) -> dict[str, Any]:
+    """What reading the posts found (counts, columns used and ignored) for the manifest."""
+    return {
+        **table.counts,
+        **{f"{f}_column": getattr(data_cfg, f"{f}_column") for f in ("text", "label", "image")},
+        "ignored_columns": table.ignored_columns,
+        "warnings": table.warnings,
+    }
+
+
+def resolve_device(device: str, key: str = "device") -> str:
+    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    from semloc.config import check_device_available
+
+    check_device_available(device, key)
     return device
 
 

@@ -19,6 +19,7 @@ reader; a missing or empty cell means "no time" and is not an error.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -56,7 +57,7 @@ def parse_timestamp(value: object, zone: tzinfo) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=zone)
-    if isinstance(value, (int, float)):
+    if isinstance(value, numbers.Real):  # numpy integers and floats too (DataFrames)
         return _from_epoch(float(value), zone)
     if not isinstance(value, str):
         raise ValueError(f"expected ISO 8601 text or epoch seconds, got {type(value).__name__}")

@@ -219,33 +219,34 @@ def profile_test_users(
     """Predict the test posts with `run_dir` (calibrated), profile them, profile the true labels
     the same way, and compare: each prevalence estimator's error for the whole test population
     and per test user, and recovered vs true routines. Returns the summary block."""
-    from semloc.calibration import softmax
     from semloc.features.store import FeatureStore
-    from semloc.predict import people_columns, write_predictions
+    from semloc.prediction import predict_store, store_prediction_columns, write_predictions
     from semloc.prevalence import DevConfusion, PredictionStats, point_estimates
     from semloc.profile import ProfileOptions, format_hours, profile_predictions
-    from semloc.runs import calibrate_run, load_run, predict_store
+    from semloc.runs import calibrate_run, load_run
 
     out_dir.mkdir(parents=True, exist_ok=True)
     store = FeatureStore(store_path)
     if not (run_dir / "calibration.json").is_file():  # a run trained before calibration
         calibrate_run(run_dir, store)
     run = load_run(run_dir)
-    temperature = float(run.meta.get("temperature", 1.0))
-    idx = store.indices("test")
-    preds = predict_store(run, store, idx)
-    probs = softmax(preds.logits, temperature)
+    temperature = run.temperature
+    preds = predict_store(run, store, store.indices("test"))
+    probs = preds.probabilities  # at the run's dev-fitted temperature
     labels = list(run.labels)
     rows = [int(i) for i in preds.index]
-    ids = [store.ids[i] for i in rows]
     users = [store.users[i] for i in rows]
-    columns = people_columns(users, [store.created_at[i] for i in rows])
+    columns = store_prediction_columns(run, store, preds)
     if "user" not in columns or "created_at" not in columns:
         raise ValueError(f"{store_path} has no users/times: re-extract the people world")
     true_codes = np.array([labels.index(store.raw_labels[i]) for i in rows])
     onehot = np.eye(len(labels))[true_codes]
-    write_predictions(out_dir / "test_predictions.csv", ids, probs, labels, columns=columns)
-    write_predictions(out_dir / "test_truth.csv", ids, onehot, labels, columns=columns)
+    write_predictions(out_dir / "test_predictions.csv", columns)
+    # the truth as a "predictions" table: one-hot probabilities, profiled by the same code
+    truth_columns = dict(columns)
+    for j, lab in enumerate(labels):
+        truth_columns[f"p_{lab}"] = onehot[:, j].tolist()
+    write_predictions(out_dir / "test_truth.csv", truth_columns)
     opts = ProfileOptions(min_posts=3 if quick else 20, num_boot=200 if quick else 1000)
     recovered = profile_predictions(
         out_dir / "test_predictions.csv", out_dir / "profile", opts, run=run_dir

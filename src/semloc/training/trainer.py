@@ -5,7 +5,7 @@ construction. AdamW, linear warm-up then cosine decay, gradient clipping, early 
 macro-F1, seeded and resumable. Model selection looks at the dev split only; the test split is
 never touched here.
 
-Distributed data parallel: pass a `DistContext` (see `semloc.train.distributed`); the trainer then
+Distributed data parallel: pass a `DistContext` (see `semloc.training.distributed`); the trainer then
 wraps the model in DDP, reduces the training loss across ranks, gathers dev predictions from every
 rank before computing metrics, and writes checkpoints and logs on rank 0 only.
 """
@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from semloc.config import TrainConfig
+from semloc.config import TrainConfig, check_device_available
+from semloc.errors import SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.io import atomic_path, atomic_write_json
 from semloc.metrics import HEADLINE, classification_metrics
+from semloc.outputs import model_outputs
 
 log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device_available(name, "train.device")
     return torch.device(name)
 
 
@@ -71,61 +75,6 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """torch.save through a temporary file and rename: never a half-written checkpoint."""
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-
-
-@dataclass
-class Predictions:
-    """Outputs of a model over a loader, in loader order."""
-
-    logits: np.ndarray  # (N, C)
-    labels: np.ndarray  # (N,) -1 where unlabelled
-    index: np.ndarray  # (N,) store positions
-    extras: dict[str, np.ndarray] = field(default_factory=dict)  # similarity, gate, ...
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        z = self.logits - self.logits.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-
-@torch.inference_mode()
-def predict(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device | str = "cpu",
-    *,
-    progress: bool = False,
-    desc: str = "predict",
-) -> Predictions:
-    """Run `model` over every batch of `loader`; collects logits and explanation outputs."""
-    was_training = model.training
-    model.eval()
-    logits, labels, index = [], [], []
-    extras: dict[str, list[np.ndarray]] = {}
-    total = len(loader.dataset) if hasattr(loader, "dataset") else None
-    with tqdm(total=total, desc=desc, unit="post", disable=not progress, leave=False) as bar:
-        for batch in loader:
-            batch = batch.to(device)
-            out = model(batch)
-            logits.append(out.logits.float().cpu().numpy())
-            labels.append(batch.labels.cpu().numpy() if batch.labels is not None else None)
-            index.append(batch.index.cpu().numpy())
-            for name in ("similarity", "gate", "modality_weights"):
-                value = getattr(out, name, None)
-                if value is not None:
-                    extras.setdefault(name, []).append(value.float().cpu().numpy())
-            bar.update(len(batch))
-    model.train(was_training)
-    labels = [
-        x if x is not None else np.full(len(i), -1) for x, i in zip(labels, index, strict=True)
-    ]
-    return Predictions(
-        logits=np.concatenate(logits) if logits else np.zeros((0, 0), np.float32),
-        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
-        index=np.concatenate(index) if index else np.zeros(0, np.int64),
-        extras={k: np.concatenate(v) for k, v in extras.items()},
-    )
 
 
 @dataclass
@@ -222,17 +171,23 @@ class Trainer:
         return payload
 
     def resume(self, path: str | Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model_state"])
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        self.scheduler.load_state_dict(state["scheduler_state"])
-        torch.set_rng_state(state["torch_rng_state"].cpu())
-        self.history = list(state["history"])
-        self.best_score = float(state["best_score"])
-        self.best_epoch = int(state["best_epoch"])
-        self.best_metrics = dict(state["dev_metrics"])
-        self.bad_epochs = int(state["bad_epochs"])
-        self.start_epoch = int(state["epoch"]) + 1
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(state["model_state"])
+            self.optimizer.load_state_dict(state["optimizer_state"])
+            self.scheduler.load_state_dict(state["scheduler_state"])
+            torch.set_rng_state(state["torch_rng_state"].cpu())
+            self.history = list(state["history"])
+            self.best_score = float(state["best_score"])
+            self.best_epoch = int(state["best_epoch"])
+            self.best_metrics = dict(state["dev_metrics"])
+            self.bad_epochs = int(state["bad_epochs"])
+            self.start_epoch = int(state["epoch"]) + 1
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise SemlocError(
+                f"cannot resume from {path}: it is damaged or does not fit this model "
+                f"({type(e).__name__}: {e}); start over with --overwrite"
+            ) from None
 
     # -------------------------------------------------------------------------- the loop
 
@@ -282,7 +237,7 @@ class Trainer:
         return float(weight[batch.labels].sum()) if weight is not None else float(len(batch))
 
     def _evaluate_dev(self) -> dict[str, Any]:
-        preds = predict(self.model, self.dev_loader, self.device)
+        preds = model_outputs(self.model, self.dev_loader, self.device)
         if self.dist is not None:
             preds = self.dist.gather_predictions(preds)
         mask = preds.labels >= 0

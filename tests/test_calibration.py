@@ -14,9 +14,10 @@ from semloc.calibration import (
     softmax,
 )
 from semloc.config import load_config
+from semloc.evaluation import evaluate_runs
 from semloc.features.store import FeatureStore
 from semloc.features.synthetic import make_random_store
-from semloc.runs import evaluate_runs, load_run, train_run
+from semloc.runs import load_run, train_run
 
 # a model that memorises a noisy training set is over-confident on dev: many epochs, high lr,
 # no early stopping, no dropout

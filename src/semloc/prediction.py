@@ -26,7 +26,7 @@ import numpy as np
 
 from semloc.config import DataConfig, ExtractConfig, flatten_dict
 from semloc.errors import SemlocError
-from semloc.io import atomic_write_bytes, atomic_write_text
+from semloc.io import atomic_write_bytes, atomic_write_text, output_file
 from semloc.outputs import Predictions, model_outputs
 from semloc.runs import LoadedRun
 
@@ -349,15 +349,13 @@ def write_predictions(path: str | Path, columns: dict[str, list[Any]]) -> Path:
 
     Text formats round floats to 6 decimals; Parquet keeps them whole. Empty cells (a post
     without a prediction) are empty in CSV, null in JSONL and Parquet."""
-    path = Path(path)
+    path = output_file(path, "predictions file")
     suffix = path.suffix.lower()
     if suffix not in PREDICTION_FORMATS:
         raise SemlocError(
             f"{path}: unknown predictions format {path.suffix!r}; use one of "
             f"{', '.join(PREDICTION_FORMATS)}"
         )
-    if path.is_dir():
-        raise SemlocError(f"{path} is a directory; give the predictions file to write")
     names = list(columns)
     n = len(columns[names[0]]) if names else 0
     if suffix == ".parquet":

@@ -97,3 +97,46 @@ def test_training_fits_a_temperature_on_dev_only(noisy_store, tmp_path, monkeypa
     assert cal["temperature"] == pytest.approx(summary["temperature"])
     assert {"ece", "brier", "nll"} <= set(cal["before"]) and "binning" in cal
     assert (run_dir / "eval-test" / "reliability.png").stat().st_size > 0
+
+
+def test_people_flow_from_store_to_predictions_to_profile(tmp_path, capsys):
+    """Users and times reach the predictions table, and profile uses the run's dev confusion."""
+    import csv
+
+    from semloc.cli import main
+
+    store = make_random_store(tmp_path / "store", 240, num_classes=3, signal=0.8, num_users=4)
+    run = tmp_path / "run"
+    fast = ["model.name=concat_mlp", "model.dim=32", "train.progress=false", "train.epochs=3"]
+    assert main(["train", str(store.root), "--out", str(run), *fast]) == 0
+    assert main(["evaluate", str(run), "--split", "test"]) == 0
+    assert "ECE" in capsys.readouterr().out
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", str(run), str(store.root), "-o", str(preds), "--split", "all"]) == 0
+    rows = list(csv.DictReader(preds.open()))
+    assert rows[0]["user"] == store.users[0] and rows[0]["created_at"] == store.created_at[0]
+    out = tmp_path / "profile"
+    code = main(
+        [
+            "profile",
+            str(preds),
+            "--out",
+            str(out),
+            "--run",
+            str(run),
+            "--min-posts",
+            "5",
+            "--bootstrap",
+            "50",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "profile.json").read_text())
+    assert summary["adjusted_estimators"] and set(summary["estimators"]) == {
+        "cc",
+        "pcc",
+        "acc",
+        "pacc",
+    }
+    assert summary["users"] == 4 and summary["predicted_posts"] == 240

@@ -81,6 +81,9 @@ class DataConfig:
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    # IANA zone (e.g. Europe/Berlin) for `created_at` values without an offset and for epoch
+    # seconds; times written with an offset keep it (the poster's own wall clock)
+    timezone: str = "UTC"
     # the source column holding each field, for files whose columns have other names
     # (e.g. data.text_column=caption) instead of renaming them
     id_column: str = "id"
@@ -88,6 +91,8 @@ class DataConfig:
     image_column: str = "image"
     label_column: str = "label"
     split_column: str = "split"
+    user_column: str = "user"
+    created_at_column: str = "created_at"
 
 
 @dataclass

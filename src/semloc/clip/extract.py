@@ -284,6 +284,8 @@ def _shard_data(enc: _Encoded, posts: Sequence[Any], backbone: Backbone) -> Shar
         ids=[posts[i].id for i in enc.indices],
         labels=[posts[i].label for i in enc.indices],
         splits=[posts[i].split for i in enc.indices],
+        users=[getattr(posts[i], "user", None) for i in enc.indices],
+        created_at=[getattr(posts[i], "created_at", None) for i in enc.indices],
         text_tokens=enc.text_tokens,
         image_tokens=_stack(enc.image_tokens, (d["num_image_tokens"], d["vision_width"])),
         text_embed=_stack(enc.text_embed, (d["embed_dim"],)),

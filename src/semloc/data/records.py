@@ -11,6 +11,8 @@ One record per post (see the README's data format table):
 | `image` | string path; absent/null/NaN/"" = none  | relative to the data file (or base_dir)  |
 | `label` | string; absent/null/NaN/"" = unlabelled | class name                               |
 | `split` | `train` / `dev` / `test`                | optional; absent: a seeded stratified split |
+| `user`  | string, or an integer (written decimal) | optional author id (profiles, routines)  |
+| `created_at` | ISO 8601 (offset, or naive in `data.timezone`) or epoch seconds | optional; see `semloc.data.timestamps` |
 
 Anything else in these fields (a list, a dict, a bool, a number where a string is required, bytes)
 is a bad row, named. Surrounding whitespace of id, label and split is stripped (CSV exports pad
@@ -46,12 +48,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from semloc.config import DataConfig
+from semloc.data.timestamps import canonical_timestamp, resolve_timezone
 from semloc.errors import DataError, SemlocError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-COLUMNS = ("id", "text", "image", "label", "split")
+COLUMNS = ("id", "text", "image", "label", "split", "user", "created_at")
 SPLITS = ("train", "dev", "test")
 log = logging.getLogger(__name__)
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -69,6 +72,8 @@ class Post:
     label: str | None
     split: str | None
     row: int  # 1-based record number in the source
+    user: str | None = None  # author id, as written
+    created_at: str | None = None  # canonical ISO 8601 with offset (semloc.data.timestamps)
 
     def image_path(self, base_dir: str | Path) -> Path | None:
         if not self.image:
@@ -316,6 +321,8 @@ def _column_map(cfg: DataConfig) -> dict[str, str]:
         "image": cfg.image_column,
         "label": cfg.label_column,
         "split": cfg.split_column,
+        "user": cfg.user_column,
+        "created_at": cfg.created_at_column,
     }
 
 
@@ -336,7 +343,8 @@ def validate_record(
     known = (
         None if labels is None else labels if isinstance(labels, frozenset) else frozenset(labels)
     )
-    return _record_to_post(rec, row, cols, require_labels, known)
+    tz = resolve_timezone((data_cfg or DataConfig()).timezone)
+    return _record_to_post(rec, row, cols, require_labels, known, tz)
 
 
 def _record_to_post(
@@ -345,6 +353,7 @@ def _record_to_post(
     cols: dict[str, str],
     require_labels: bool,
     known: frozenset[str] | None,
+    tz: Any,
 ) -> tuple[Post, int]:
     where = f"row {row}"
     try:
@@ -377,10 +386,30 @@ def _record_to_post(
             raise _BadCell(f"label {label!r} is not in the label list ({', '.join(sorted(known))})")
         if split is not None and split not in SPLITS:
             raise _BadCell(f"split {split!r} is not one of {SPLITS}")
+        user = _string(rec.get(cols["user"]), "user", allow_int=True)
+        user = user.strip() or None if user is not None else None
+        raw_time = rec.get(cols["created_at"])
+        try:
+            created_at = canonical_timestamp(
+                None if _is_missing(raw_time) else raw_time,
+                tz,
+            )
+        except ValueError as e:
+            raise _BadCell(f"created_at {raw_time!r}: {e}") from None
     except _BadCell as e:
         where = f"row {row} (id {pid!r})"
         raise DataError(f"{where}: {e}", [f"{where}: {e}"]) from None
-    return Post(id=pid, text=text, image=image, label=label, split=split, row=row), replaced
+    post = Post(
+        id=pid,
+        text=text,
+        image=image,
+        label=label,
+        split=split,
+        row=row,
+        user=user,
+        created_at=created_at,
+    )
+    return post, replaced
 
 
 def _likely_column(
@@ -504,13 +533,14 @@ def _validate_rows(
     posts: list[Post] = []
     seen: dict[str, int] = {}
     known = None if labels is None else frozenset(labels)
+    tz = resolve_timezone(data_cfg.timezone)  # a bad data.timezone is an error before any row
     replaced_chars = replaced_posts = 0
     for row, rec in rows:
         if isinstance(rec, str):
             problems.append(f"row {row}: {rec}")
             continue
         try:
-            post, replaced = _record_to_post(rec, row, cols, require_labels, known)
+            post, replaced = _record_to_post(rec, row, cols, require_labels, known, tz)
         except DataError as e:
             problems.extend(e.problems)
             continue

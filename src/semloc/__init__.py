@@ -20,6 +20,7 @@ def _version() -> str:
     except PackageNotFoundError:  # running from a source tree without installation
         return "0.0.0+unknown"
 
+
 # public name -> the module that defines it
 _EXPORTS = {
     "Predictor": "semloc.api",

@@ -64,6 +64,14 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0  # DataLoader worker processes reading the feature store
     progress: bool = True
+    # speed (semloc.precision): autocast precision; auto = bf16 where the hardware runs it
+    # natively (CUDA with bf16, CPUs with AVX-512-BF16/AMX), else fp32; fp16 adds loss scaling
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "fp32"
+    num_threads: int = 0  # torch CPU threads while training (0 = torch's default, one per core)
+    compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU)
+    # tracking (semloc.tracking): any of tensorboard, mlflow; written under tracking_dir
+    report_to: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list)
+    tracking_dir: str = ""  # empty = the run directory (an experiment: its output directory)
 
 
 @dataclass
@@ -73,6 +81,9 @@ class DataConfig:
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    # IANA zone (e.g. Europe/Berlin) for `created_at` values without an offset and for epoch
+    # seconds; times written with an offset keep it (the poster's own wall clock)
+    timezone: str = "UTC"
     # the source column holding each field, for files whose columns have other names
     # (e.g. data.text_column=caption) instead of renaming them
     id_column: str = "id"
@@ -80,6 +91,8 @@ class DataConfig:
     image_column: str = "image"
     label_column: str = "label"
     split_column: str = "split"
+    user_column: str = "user"
+    created_at_column: str = "created_at"
 
 
 @dataclass
@@ -89,7 +102,9 @@ class ExtractConfig:
     backbone: str = ""  # Hugging Face CLIP directory or hub id
     allow_network: bool = False  # hub downloads only when explicitly allowed
     batch_size: int = 32
-    bf16: bool = False  # bf16 autocast for the towers (checked against fp32 in the tests)
+    # bf16 autocast for the towers (checked against fp32 in the tests); auto = where the device
+    # runs bf16 natively (semloc.precision.resolve_precision), else fp32
+    bf16: bool | Literal["auto"] = False
     dtype: Literal["float16", "float32"] = "float16"  # storage dtype of the features
     shard_size: int = 1024  # posts per committed shard (the unit of resume)
     num_workers: int = 2  # image decoding processes
@@ -133,6 +148,9 @@ class ServeConfig:
     # clients cannot take every socket and file descriptor
     max_connections: int = 128
     max_header_bytes: int = 16_384  # request line + headers; a larger head is refused with 431
+    # the model's runtime: torch (the checkpoint) or onnx (`semloc export RUN --format onnx`);
+    # CLIP featurisation runs in PyTorch either way
+    runtime: Literal["torch", "onnx"] = "torch"
 
 
 @dataclass
@@ -205,6 +223,11 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
 
 
 def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -236,7 +259,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}' has no key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         value = raw
     return key.split("."), value
 
@@ -418,6 +441,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {e}"
         ) from None
+    except (RecursionError, ValueError) as e:  # nesting too deep, an integer past the digit limit
+        raise ConfigError(f"config file {path} cannot be read: {str(e)[:200]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "text-only predicts from the text and reports the image's outcome, fail is a 4xx "
         "(default: serve.image_policy, text-only, as every other verb)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        help="run the model on torch or on its ONNX export (default: serve.runtime, torch)",
+    )
     add_config_arguments(parser)
 
 
@@ -61,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         serve.device = args.device
     if args.image_policy:
         serve.image_policy = args.image_policy
+    if args.runtime:
+        serve.runtime = args.runtime
     if not 0 <= serve.port <= 65535:
         raise SemlocError(f"--port {serve.port} is not a TCP port")
     check_serve_settings(serve)

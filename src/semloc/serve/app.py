@@ -64,7 +64,7 @@ def create_app(
     device = resolve_device(serve.device)
     if serve.num_threads > 0:
         torch.set_num_threads(serve.num_threads)  # process-wide: the server owns the process
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, device, runtime=serve.runtime)
     if backbone is None:
         backbone = load_run_backbone(run, serve.backbone, device)
     else:

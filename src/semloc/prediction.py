@@ -152,7 +152,22 @@ def store_prediction_columns(
         local,
         run.labels,
         gold=gold if any(g is not None for g in gold) else None,
+        columns=people_columns(
+            [store.users[i] for i in preds.index], [store.created_at[i] for i in preds.index]
+        ),
     )
+
+
+def people_columns(
+    users: Sequence[str | None], created_at: Sequence[str | None]
+) -> dict[str, list[str | None]]:
+    """The per-post `user` and `created_at` columns (for `semloc profile`), each only when some
+    post has a value."""
+    out = {}
+    for name, values in (("user", users), ("created_at", created_at)):
+        if any(v is not None for v in values):
+            out[name] = list(values)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +192,7 @@ class PostPredictions:
             self.labels,
             outcomes=self.outcomes,
             gold=gold if any(g is not None for g in gold) else None,
+            columns=people_columns([p.user for p in records], [p.created_at for p in records]),
         )
 
     def to_frame(self) -> Any:

@@ -8,9 +8,12 @@ A *run directory* holds everything about one trained model::
     last.pt          the latest epoch with optimizer state, for --resume
     history.json     per-epoch losses and dev metrics; training_curves.png
     metrics.json     dev metrics of the best epoch
+    calibration.json the temperature fitted on dev after training, ECE/Brier before and after,
+                     the dev confusion the adjusted prevalence estimators use; reliability.png
     README.md        the model card (semloc.model_card): data, labels, metrics, use and limits
     tensorboard/, mlflow.db, tracking.json   with train.report_to (semloc.tracking)
-    eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png
+    eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png,
+                     reliability.png
 
 A checkpoint carries the model name and config, the label list, the feature header (backbone,
 weights hash, preprocessing, dtype, widths) and manifest hash, metrics and the code version, so
@@ -89,6 +92,8 @@ RUN_FILES = [
     "config.yaml",
     "training_curves.png",
     "README.md",
+    "calibration.json",
+    "reliability.png",
     TRACKING_STATE,
 ]
 # settings a resumed run may change: where and how fast it runs, never what it computes
@@ -96,6 +101,7 @@ _RESUMABLE_KEYS = {
     "train.device",
     "train.num_workers",
     "train.progress",
+    "train.eval_batch_size",
     "train.num_threads",
     "train.report_to",
     "train.tracking_dir",
@@ -159,7 +165,8 @@ def train_run(
     experiment, run name, tags). The model card RUN/README.md is written when training ends.
 
     resume: continue RUN/last.pt with the run's own config; `cfg` may be None then, and when
-    given it must not change what the run computes (only train.device/num_workers/progress).
+    given it must not change what the run computes (only where and how fast it runs:
+    train.device, num_workers, progress, eval_batch_size).
     A run stopped before its first last.pt starts over on a plain re-run."""
     out_dir = Path(out_dir)
     is_main = dist is None or dist.is_main
@@ -363,7 +370,7 @@ def train_run(
             trainer.resume(last)
         result = trainer.fit()
         if is_main:
-            _finish_run(out_dir, cfg, result, trainer.meta, trackers)
+            _finish_run(out_dir, cfg, result, trainer.meta, trackers, store)
         failed = False
     finally:
         for tracker in trackers:
@@ -372,9 +379,15 @@ def train_run(
 
 
 def _finish_run(
-    out_dir: Path, cfg: Config, result: TrainResult, meta: dict[str, Any], trackers: list[Any]
+    out_dir: Path,
+    cfg: Config,
+    result: TrainResult,
+    meta: dict[str, Any],
+    trackers: list[Any],
+    store: FeatureStore,
 ) -> None:
-    """metrics.json, the training curves, the model card; then hand them to the trackers."""
+    """metrics.json, the training curves, the dev-fitted temperature, the model card; then hand
+    them to the trackers."""
     from semloc.model_card import write_model_card
 
     metrics = {"split": "dev", "best_epoch": result.best_epoch, **result.best_metrics}
@@ -390,10 +403,57 @@ def _finish_run(
                 title=f"{cfg.model.name} (seed {cfg.train.seed})",
             )
         )
+    if (out_dir / "best.pt").exists():
+        summary = calibrate_run(out_dir, store, device=cfg.train.device)
+        meta = {**meta, "temperature": summary["temperature"]}
+        files += [out_dir / "calibration.json", out_dir / "reliability.png"]
     files.append(write_model_card(out_dir, meta))
     final = {k: v for k, v in metrics.items() if k != "split"}
     for tracker in trackers:
         tracker.on_train_end(final, files)
+
+
+def calibrate_run(
+    run_dir: str | Path, store: FeatureStore | None = None, *, device: str = "auto"
+) -> dict[str, Any]:
+    """Fit the run's temperature on the dev split (never test) and store it in best.pt
+    (key ``temperature``) and calibration.json; also draws the dev reliability diagram.
+    Safe to call again (on an older run, say): the result depends only on best.pt and dev."""
+    from semloc.calibration import calibration_summary, plot_reliability
+    from semloc.evaluation import open_run_store
+    from semloc.prediction import predict_store
+    from semloc.training.trainer import resolve_device, save_checkpoint
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    store = store or open_run_store(run, None)
+    dev_idx = require_split(store, "dev", "the temperature is fitted on dev (never test)")
+    dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
+    preds = predict_store(run, store, dev_idx, device=str(resolve_device(device)))
+    run.model.to("cpu")
+    known = preds.labels >= 0
+    summary = calibration_summary(preds.logits[known], preds.labels[known], run.labels)
+    best = run_dir / "best.pt"
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    state["temperature"] = summary["temperature"]
+    save_checkpoint(best, state)
+    atomic_write_json(run_dir / "calibration.json", summary)
+    plot_reliability(
+        summary["before"],
+        summary["after"],
+        run_dir / "reliability.png",
+        f"{run.meta['model_name']} — dev (temperature fitted here)",
+    )
+    log.info(
+        "temperature %.3f on %d dev posts: ECE %.4f -> %.4f, Brier %.4f -> %.4f",
+        summary["temperature"],
+        summary["num_posts"],
+        summary["before"]["ece"],
+        summary["after"]["ece"],
+        summary["before"]["brier"],
+        summary["after"]["brier"],
+    )
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ the same paths (a shared file system), and have semloc installed; see docs/scale
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import glob
 import hashlib
 import json
@@ -272,7 +271,10 @@ class _ClipActor:
     def __init__(self, cfg: ExtractConfig, weights_sha256: str, device: str, threads: int) -> None:
         torch.set_num_threads(threads)
         backbone = load_backbone(
-            cfg.backbone, allow_network=cfg.allow_network, bf16=cfg.bf16, device=device
+            cfg.backbone,
+            allow_network=cfg.allow_network,
+            bf16=resolve_bf16_flag(cfg.bf16, device),  # extract.bf16=auto: per actor device
+            device=device,
         )
         self._setup(backbone, weights_sha256, cfg.image_policy)
 
@@ -469,7 +471,6 @@ def run_ray_extraction(
         raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
     inputs = read_inputs(posts, data_cfg)
     backbone = _driver_backbone(cfg, backbone)
-    cfg = dataclasses.replace(cfg, bf16=backbone.bf16)  # actors use what the driver resolved
     out = Path(out)
     writer = FeatureStoreWriter(out, backbone.header(cfg.dtype))
     state = out / STATE_DIR

@@ -160,3 +160,14 @@ def test_diagnose_names_bad_slice_rows(trained, tmp_path, capsys):
     short.write_text("id,slice\n" + "".join(f"{i},clean\n" for i in ids[:5]))
     assert diagnose(["--slices", str(short), *store]) == 2
     assert "not in the slice file" in capsys.readouterr().err
+
+
+def test_training_fills_the_similarity_statistics_from_the_train_split(trained):
+    from semloc.runs import load_run, pair_cosine_stats
+
+    world, run = trained
+    cfg = load_run(run).config.model
+    store = world.store
+    median, std = pair_cosine_stats(store, store.indices("train"))
+    assert cfg.gate_bias_init == pytest.approx(median, abs=1e-5)
+    assert cfg.similarity_std == pytest.approx(std, abs=1e-5) and std > 0

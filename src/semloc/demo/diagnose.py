@@ -317,7 +317,7 @@ def render(sim: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
         ]
         for r in runs:
             cells = " | ".join(_pct(r["slices"][n]["accuracy"]) for n in names)
-            lines.append(f"| {r['model']} `{Path(r['run']).name}` | {cells} |")
+            lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
         guided = [r for r in runs if "mean_image_weight" in r["slices"]["all"]]
         if guided:
             lines += [
@@ -335,8 +335,14 @@ def render(sim: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
                     else "–"
                     for n in names
                 )
-                lines.append(f"| {r['model']} `{Path(r['run']).name}` | {cells} |")
+                lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
     return "\n".join(lines) + "\n"
+
+
+def _run_label(run: str) -> str:
+    """The run directory's name, with its parent when it is only a seed (grid cells)."""
+    path = Path(run)
+    return f"{path.parent.name}/{path.name}" if path.name.startswith("seed-") else path.name
 
 
 def _fmt(v: float | None) -> str:

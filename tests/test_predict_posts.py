@@ -50,9 +50,12 @@ def test_posts_file_prediction_equals_store_prediction(trained):
         pa = np.array([float(a[pid][c]) for c in cols])
         pb = np.array([float(b[pid][c]) for c in cols])
         np.testing.assert_allclose(pa, pb, atol=1e-5)
-        assert a[pid]["label"] == b[pid]["label"]
-    assert b["p005"]["image_outcome"].startswith("text_only")
-    assert b["p000"]["image_outcome"] == "ok"
+        assert a[pid]["predicted_label"] == b[pid]["predicted_label"]
+        assert a[pid]["label"] == b[pid]["label"] != ""  # the gold label travels along
+    assert b["p005"]["status"] == "text_only"
+    assert b["p005"]["image_outcome"] == "missing"
+    assert b["p000"]["status"] == "ok" and b["p000"]["image_outcome"] == "present"
+    assert b["p001"]["image_outcome"] == "no_image"  # no picture given: said, not "ok"
 
 
 def test_skip_policy_lists_the_post_without_a_label(trained):
@@ -60,8 +63,11 @@ def test_skip_policy_lists_the_post_without_a_label(trained):
     out = d / "skip.csv"
     assert main(["predict", str(run), str(posts), "-o", str(out), "--image-policy", "skip"]) == 0
     rows = read(out)
-    assert len(rows) == 48 and rows["p005"]["label"] == ""
-    assert rows["p005"]["image_outcome"].startswith("skipped")
+    assert len(rows) == 48 and rows["p005"]["predicted_label"] == ""
+    assert (
+        rows["p005"]["status"] == "skipped"
+        and rows["p005"]["p_" + rows["p000"]["predicted_label"]] == ""
+    )
 
 
 def test_fail_policy_writes_nothing(trained, capsys):

@@ -304,13 +304,12 @@ def test_fail_policy_in_a_worker_stops_with_the_post_then_the_rerun_completes(
 def test_ray_prediction_from_the_cli_writes_the_local_predictions(
     inputs: dict[str, Any], slow_runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    from semloc.predict import predict_posts_file
+    from semloc.prediction import predict_posts, write_predictions
     from semloc.runs import load_run
 
     expected = tmp_path / "local.csv"
-    predict_posts_file(
-        load_run(slow_runs["run"]), inputs["posts"], expected, extract_cfg=inputs["cfg"]
-    )
+    result = predict_posts(load_run(slow_runs["run"]), inputs["posts"], extract_cfg=inputs["cfg"])
+    write_predictions(expected, result.columns())
     assert slow_runs["predict_rc"] == 0
     with open(expected) as f:
         want = list(csv.reader(f))

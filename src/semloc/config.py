@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from semloc.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,15 +69,35 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0  # DataLoader worker processes reading the feature store
     progress: bool = True
+    # speed (semloc.precision): autocast precision; auto = bf16 where the hardware runs it
+    # natively (CUDA with bf16, CPUs with AVX-512-BF16/AMX), else fp32; fp16 adds loss scaling
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "fp32"
+    num_threads: int = 0  # torch CPU threads while training (0 = torch's default, one per core)
+    compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU)
+    # tracking (semloc.tracking): any of tensorboard, mlflow; written under tracking_dir
+    report_to: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list)
+    tracking_dir: str = ""  # empty = the run directory (an experiment: its output directory)
 
 
 @dataclass
 class DataConfig:
-    """How posts are read and split when the data file has no `split` column."""
+    """How posts are read (which column holds which field) and split when there is no split."""
 
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    # IANA zone (e.g. Europe/Berlin) for `created_at` values without an offset and for epoch
+    # seconds; times written with an offset keep it (the poster's own wall clock)
+    timezone: str = "UTC"
+    # the source column holding each field, for files whose columns have other names
+    # (e.g. data.text_column=caption) instead of renaming them
+    id_column: str = "id"
+    text_column: str = "text"
+    image_column: str = "image"
+    label_column: str = "label"
+    split_column: str = "split"
+    user_column: str = "user"
+    created_at_column: str = "created_at"
 
 
 @dataclass
@@ -83,7 +107,9 @@ class ExtractConfig:
     backbone: str = ""  # Hugging Face CLIP directory or hub id
     allow_network: bool = False  # hub downloads only when explicitly allowed
     batch_size: int = 32
-    bf16: bool = False  # bf16 autocast for the towers (checked against fp32 in the tests)
+    # bf16 autocast for the towers (checked against fp32 in the tests); auto = where the device
+    # runs bf16 natively (semloc.precision.resolve_precision), else fp32
+    bf16: bool | Literal["auto"] = False
     dtype: Literal["float16", "float32"] = "float16"  # storage dtype of the features
     shard_size: int = 1024  # posts per committed shard (the unit of resume)
     num_workers: int = 2  # image decoding processes
@@ -104,7 +130,9 @@ class ServeConfig:
     max_batch_size: int = 32  # posts per model call (CLIP + model); 1 turns micro-batching off
     max_wait_ms: float = 5.0  # how long a lone request may wait for others to join its batch
     max_upload_bytes: int = 10_000_000  # body of POST /predict, and each image of a batch
-    max_image_pixels: int = 40_000_000  # width x height, checked on the header (bombs)
+    # width x height, checked on the header (bombs) and for the size CLIP would resize it to
+    # (a 1 x 5000 strip becomes 224 x 1.1 million)
+    max_image_pixels: int = 40_000_000
     max_text_chars: int = 5000
     max_batch_posts: int = 64  # posts in one POST /predict/batch
     max_batch_request_bytes: int = 100_000_000  # body of POST /predict/batch (base64 JSON)
@@ -113,6 +141,21 @@ class ServeConfig:
     # torch CPU threads for CLIP + model (0 = torch's default, one per core); fewer than the
     # cores leaves room for HTTP parsing and image decoding, which run alongside
     num_threads: int = 0
+    # what an unusable image does when a request has no ?image_policy=: text-only (predict from
+    # the text and report the image's outcome, as every CLI verb does) | fail (a 4xx)
+    image_policy: Literal["text-only", "fail"] = "text-only"
+    # slow or stalled clients: a request's headers and body must arrive within read_timeout_s of
+    # its first byte (or of the connection opening), else 408 and the connection is closed; an
+    # idle keep-alive connection is closed after keep_alive_timeout_s
+    read_timeout_s: float = 10.0
+    keep_alive_timeout_s: float = 5.0
+    # open connections at once; a request beyond them gets 503 (retry later), so stalled
+    # clients cannot take every socket and file descriptor
+    max_connections: int = 128
+    max_header_bytes: int = 16_384  # request line + headers; a larger head is refused with 431
+    # the model's runtime: torch (the checkpoint) or onnx (`semloc export RUN --format onnx`);
+    # CLIP featurisation runs in PyTorch either way
+    runtime: Literal["torch", "onnx"] = "torch"
 
 
 @dataclass
@@ -185,6 +228,11 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
 
 
 def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -206,7 +254,8 @@ def _apply(obj: Any, data: dict[str, Any], prefix: str) -> None:
             setattr(obj, key, _check_value(value, hints[key], full))
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (['a', 'b'], value read as YAML); ConfigError if it is not one."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
@@ -215,14 +264,15 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}' has no key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         value = raw
     return key.split("."), value
 
 
-def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
+    """Dotted ``section.key=value`` overrides (values read as YAML) onto any dataclass tree."""
     for text in overrides:
-        path, value = _parse_override(text)
+        path, value = parse_override(text)
         nested: Any = value
         for part in reversed(path):
             nested = {part: nested}
@@ -230,9 +280,157 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return cfg
 
 
+def apply_dict(tree: T, data: dict[str, Any]) -> T:
+    """A nested mapping (a config file's content) onto any dataclass tree, with the same type
+    checks and unknown-key errors as `Config` itself."""
+    _apply(tree, data or {}, "")
+    return tree
+
+
+def load_tree(tree: T, config_file: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """The one config mechanism for any verb's dataclass tree (pretraining settings, the demo
+    world, ...): its defaults, then a YAML/JSON file, then dotted overrides, in that order."""
+    if config_file:
+        apply_dict(tree, read_config_file(config_file))
+    return apply_overrides(tree, overrides)
+
+
+def flatten_dict(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: nested settings as dotted keys."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out |= flatten_dict(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
     cfg = Config()
     _apply(cfg, data or {}, "")
+    return validate_config(cfg)
+
+
+# value rules, by key: (lowest, highest, lowest excluded, highest excluded); None = unbounded.
+# Types are checked while loading; these are the values a type allows but a run cannot use
+# (epochs=0 "trains" nothing, lr<0 ascends the loss, batch_size=0 divides by zero, ...).
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "model.dim": (1, None, False, False),
+    "model.num_heads": (1, None, False, False),
+    "model.sim_layers": (0, None, False, False),
+    "model.fusion_layers": (0, None, False, False),
+    "model.mlp_ratio": (0, None, True, False),
+    "model.dropout": (0, 1, False, True),
+    "model.gate_bias_init": (-1, 1, False, False),
+    "model.token_temperature": (0, None, True, False),
+    "model.max_text_tokens": (1, None, False, False),
+    "train.epochs": (1, None, False, False),
+    "train.batch_size": (1, None, False, False),
+    "train.eval_batch_size": (1, None, False, False),
+    "train.lr": (0, None, False, False),  # 0 is a frozen model (a sanity check), <0 ascends
+    "train.weight_decay": (0, None, False, False),
+    "train.warmup_fraction": (0, 1, False, False),
+    "train.grad_clip": (0, None, False, False),
+    "train.patience": (0, None, False, False),
+    "train.seed": (0, 2**32 - 1, False, False),
+    "train.label_smoothing": (0, 1, False, True),
+    "train.num_workers": (0, None, False, False),
+    "data.dev_fraction": (0, 1, False, True),
+    "data.test_fraction": (0, 1, False, True),
+    "data.split_seed": (0, 2**32 - 1, False, False),
+    "extract.batch_size": (1, None, False, False),
+    "extract.shard_size": (1, None, False, False),
+    "extract.num_workers": (0, None, False, False),
+    "extract.max_image_pixels": (1, None, False, False),
+    "serve.port": (0, 65535, False, False),
+    "serve.max_batch_size": (1, None, False, False),
+    "serve.max_wait_ms": (0, None, False, False),
+    "serve.max_upload_bytes": (1, None, False, False),
+    "serve.max_image_pixels": (1, None, False, False),
+    "serve.max_text_chars": (0, None, False, False),
+    "serve.max_batch_posts": (1, None, False, False),
+    "serve.max_batch_request_bytes": (1, None, False, False),
+    "serve.num_threads": (0, None, False, False),
+    "serve.read_timeout_s": (0, None, True, False),
+    "serve.keep_alive_timeout_s": (0, None, True, False),
+    "serve.max_connections": (1, None, False, False),
+    "serve.max_header_bytes": (1024, None, False, False),
+}
+_DEVICE_KEYS = ("train.device", "extract.device", "serve.device")
+_NON_EMPTY_KEYS = (
+    "data.id_column",
+    "data.text_column",
+    "data.image_column",
+    "data.label_column",
+    "data.split_column",
+)
+
+
+def _check_range(key: str, value: float, rule: tuple) -> None:
+    lo, hi, lo_open, hi_open = rule
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}': {value!r} is not a finite number")
+    below = lo is not None and (value <= lo if lo_open else value < lo)
+    above = hi is not None and (value >= hi if hi_open else value > hi)
+    if below or above:
+        if lo is not None and hi is not None:
+            allowed = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        elif lo is not None:
+            allowed = f"{'>' if lo_open else '>='} {lo}"
+        else:
+            allowed = f"{'<' if hi_open else '<='} {hi}"
+        raise ConfigError(f"config key '{key}': {value!r} is out of range (must be {allowed})")
+
+
+def check_device_name(name: str, key: str = "device") -> None:
+    """auto | cpu | cuda | cuda:N | mps, or ConfigError naming the key."""
+    if name in ("auto", "cpu", "cuda", "mps"):
+        return
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return
+    raise ConfigError(f"config key '{key}': {name!r} is not a device (auto, cpu, cuda, cuda:N)")
+
+
+def check_device_available(name: str, key: str = "device") -> None:
+    """Refuse a device this machine does not have (cuda without CUDA, cuda:3 on two GPUs)."""
+    check_device_name(name, key)
+    if name in ("auto", "cpu"):
+        return
+    import torch
+
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"config key '{key}': mps is not available on this machine")
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"config key '{key}': {name!r} asked for, but this machine (or this torch build) has "
+            "no CUDA; use auto or cpu"
+        )
+    index = int(name[5:]) if ":" in name else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"config key '{key}': {name!r} asked for, but there are "
+            f"{torch.cuda.device_count()} CUDA device(s)"
+        )
+
+
+def validate_config(cfg: Config) -> Config:
+    """Check every value against the rules above (ConfigError naming the key); returns cfg."""
+    for key, rule in _RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is not None:
+            _check_range(key, value, rule)
+    for key in _DEVICE_KEYS:
+        section, name = key.split(".")
+        check_device_name(getattr(getattr(cfg, section), name), key)
+    for key in _NON_EMPTY_KEYS:
+        section, name = key.split(".")
+        if not getattr(getattr(cfg, section), name).strip():
+            raise ConfigError(f"config key '{key}': must not be empty")
+    if cfg.data.dev_fraction + cfg.data.test_fraction >= 1:
+        raise ConfigError("config keys 'data.dev_fraction' + 'data.test_fraction' must be below 1")
     return cfg
 
 
@@ -248,6 +446,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {e}"
         ) from None
+    except (RecursionError, ValueError) as e:  # nesting too deep, an integer past the digit limit
+        raise ConfigError(f"config file {path} cannot be read: {str(e)[:200]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -255,10 +455,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the file (if any), then dotted overrides, in that order."""
-    cfg = config_from_dict(read_config_file(path)) if path else Config()
-    return apply_overrides(cfg, overrides or [])
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    base: Config | None = None,
+) -> Config:
+    """Defaults (or `base`, e.g. a run's saved config), then the file (if any), then dotted
+    overrides, in that order."""
+    cfg = base if base is not None else Config()
+    if path:
+        _apply(cfg, read_config_file(path), "")
+    return validate_config(apply_overrides(cfg, overrides or []))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -8,7 +8,12 @@ A *run directory* holds everything about one trained model::
     last.pt          the latest epoch with optimizer state, for --resume
     history.json     per-epoch losses and dev metrics; training_curves.png
     metrics.json     dev metrics of the best epoch
-    eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png
+    calibration.json the temperature fitted on dev after training, ECE/Brier before and after,
+                     the dev confusion the adjusted prevalence estimators use; reliability.png
+    README.md        the model card (semloc.model_card): data, labels, metrics, use and limits
+    tensorboard/, mlflow.db, tracking.json   with train.report_to (semloc.tracking)
+    eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png,
+                     reliability.png
 
 A checkpoint carries the model name and config, the label list, the feature header (backbone,
 weights hash, preprocessing, dtype, widths) and manifest hash, metrics and the code version, so
@@ -27,15 +32,27 @@ import torch
 from torch import nn
 
 from semloc import __version__
-from semloc.config import Config, config_from_dict, config_to_dict, config_to_yaml
+from semloc.config import (
+    Config,
+    check_device_available,
+    config_from_dict,
+    config_to_dict,
+    config_to_yaml,
+    validate_config,
+)
 from semloc.errors import SemlocError
 from semloc.features.batch import FeatureDims
 from semloc.features.loader import make_loader
-from semloc.features.store import FINGERPRINT_KEYS, FeatureStore, label_map_for
-from semloc.io import atomic_write_json, atomic_write_text
-from semloc.metrics import aggregate, classification_metrics
+from semloc.features.store import FINGERPRINT_KEYS, FeatureStore
+from semloc.io import (
+    atomic_write_json,
+    atomic_write_text,
+    output_dir,
+    remove_stale_temporaries,
+)
 from semloc.models import build_model
-from semloc.train.trainer import Predictions, Trainer, TrainResult, predict, seed_everything
+from semloc.tracking import TRACKING_STATE, TrackedRun, check_report_to, make_trackers
+from semloc.training.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "semloc-checkpoint-1"
@@ -70,51 +87,196 @@ def pair_cosine_stats(
     return float(np.median(values)), std if std > 1e-6 else 1.0
 
 
-def _require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
+def require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
     idx = store.indices(split)
     if idx.size == 0:
         raise SemlocError(f"feature store {store.root} has no '{split}' posts; {why}")
     return idx
 
 
+RUN_FILES = [
+    "best.pt",
+    "last.pt",
+    "history.json",
+    "metrics.json",
+    "run.json",
+    "config.yaml",
+    "training_curves.png",
+    "README.md",
+    "calibration.json",
+    "reliability.png",
+    TRACKING_STATE,
+]
+# settings a resumed run may change: where and how fast it runs, never what it computes
+_RESUMABLE_KEYS = {
+    "train.device",
+    "train.num_workers",
+    "train.progress",
+    "train.eval_batch_size",
+    "train.num_threads",
+    "train.report_to",
+    "train.tracking_dir",
+}
+
+
+def read_resume_checkpoint(path: Path) -> dict[str, Any]:
+    """last.pt as a dict with what --resume needs, or SemlocError naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, empty, or not a torch file: say so, not an OSError
+        raise SemlocError(
+            f"cannot resume from {path}: it is damaged or truncated ({type(e).__name__}: {e}); "
+            "start over with --overwrite"
+        ) from None
+    need = ("config", "model_state", "optimizer_state", "scheduler_state", "epoch", "history")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise SemlocError(f"cannot resume from {path}: it is not a semloc checkpoint")
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise SemlocError(f"cannot resume from {path}: it lacks {', '.join(missing)}")
+    return state
+
+
+def resume_config_changes(saved: Config, wanted: Config) -> list[str]:
+    """'key: run has X, asked Y' for every setting that differs (resume-neutral keys aside)."""
+    a, b = _flat(config_to_dict(saved)), _flat(config_to_dict(wanted))
+    return [
+        f"{k}: run has {a.get(k)!r}, asked {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+        and k not in _RESUMABLE_KEYS
+        # gate_bias_init is filled from the data when left unset
+        and not (k == "model.gate_bias_init" and b.get(k) is None)
+    ]
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def train_run(
     store_path: str | Path,
-    cfg: Config,
+    cfg: Config | None,
     out_dir: str | Path,
     *,
     resume: bool = False,
     overwrite: bool = False,
     dist: Any = None,
+    tracked: TrackedRun | None = None,
 ) -> TrainResult:
-    """Train `cfg.model` on the train split of a store, selecting on dev."""
+    """Train `cfg.model` on the train split of a store, selecting on dev.
+
+    With `cfg.train.report_to`, the run is tracked (semloc.tracking); `tracked` names it (MLflow
+    experiment, run name, tags). The model card RUN/README.md is written when training ends.
+
+    resume: continue RUN/last.pt with the run's own config; `cfg` may be None then, and when
+    given it must not change what the run computes (only where and how fast it runs:
+    train.device, num_workers, progress, eval_batch_size).
+    A run stopped before its first last.pt starts over on a plain re-run."""
     out_dir = Path(out_dir)
     is_main = dist is None or dist.is_main
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SemlocError(f"run directory {out_dir} is an existing file, not a directory")
+    if is_main:
+        remove_stale_temporaries(out_dir, RUN_FILES)  # a kill mid-write leaves .NAME.*.tmp
     last = out_dir / "last.pt"
     if resume:
         if not last.exists():
+            if (out_dir / "best.pt").exists():
+                raise SemlocError(
+                    f"cannot resume: {out_dir} has best.pt but no last.pt (it was stopped during "
+                    "its first epoch); run the same command without --resume to start it over"
+                )
             raise SemlocError(f"cannot resume: {last} does not exist")
-        saved = torch.load(last, map_location="cpu", weights_only=True)
-        cfg = config_from_dict(saved["config"])  # the run continues with its own config
+        saved = read_resume_checkpoint(last)
+        saved_cfg = config_from_dict(saved["config"])
+        if cfg is not None:
+            changed = resume_config_changes(saved_cfg, cfg)
+            if changed:
+                raise SemlocError(
+                    f"--resume continues {out_dir} with the config it was started with; these "
+                    "settings differ: " + "; ".join(changed) + ". Drop them, or start a new run "
+                    "(another --out, or --overwrite)"
+                )
+            # settings that do not change results (device, workers, progress) may differ
+            for key in _RESUMABLE_KEYS:
+                name = key.removeprefix("train.")
+                setattr(saved_cfg.train, name, getattr(cfg.train, name))
+        cfg = saved_cfg  # the run continues with its own config
         store_path = saved.get("store_path", store_path)
-    elif (out_dir / "best.pt").exists() or last.exists():
+    elif last.exists():
         if not overwrite:
             raise SemlocError(
                 f"{out_dir} already holds a run; use --resume to continue it, --overwrite to "
                 "replace it, or another --out"
             )
         if is_main:
-            for name in ("best.pt", "last.pt", "history.json", "metrics.json"):
+            for name in ("best.pt", "last.pt", "history.json", "metrics.json", "README.md"):
                 (out_dir / name).unlink(missing_ok=True)
+            (out_dir / TRACKING_STATE).unlink(missing_ok=True)  # a new run is a new tracked run
+    elif (out_dir / "best.pt").exists() and is_main:
+        # stopped between the first best.pt and the first last.pt: nothing resumable was
+        # written, so this run starts over (one epoch of work is all that is lost)
+        log.warning("%s holds no last.pt (stopped during its first epoch): starting over", out_dir)
+        for name in ("best.pt", "history.json", "metrics.json"):
+            (out_dir / name).unlink(missing_ok=True)
+    if cfg is None:
+        raise SemlocError("train_run needs a config (or resume=True to use the run's own)")
+    validate_config(cfg)
+    check_device_available(cfg.train.device, "train.device")
+    check_report_to(cfg.train.report_to)
     store = FeatureStore(store_path)
     if resume:
         store.check_compatible(saved["feature_header"], what=f"the run in {out_dir}")
     labels = store.labels
+    records = store.manifest.get("extraction", {}).get("records", {})
+    label_column = records.get("label_column", "label")
     if len(labels) < 2:
-        raise SemlocError(f"feature store {store.root} has {len(labels)} label(s); need at least 2")
-    train_idx = _require_split(store, "train", "training needs labelled train posts")
-    dev_idx = _require_split(store, "dev", "model selection needs a dev split (never test)")
-    train_idx = train_idx[store.label_codes[train_idx] >= 0]
-    dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
+        raise SemlocError(
+            f"feature store {store.root} has {len(labels)} label(s); need at least 2. The posts "
+            f"were read with their labels in column {label_column!r}"
+            + (
+                f" (columns ignored then: {', '.join(records['ignored_columns'])}); set "
+                "data.label_column=COLUMN when extracting"
+                if records.get("ignored_columns")
+                else ""
+            )
+        )
+    train_all = require_split(store, "train", "training needs labelled train posts")
+    dev_all = require_split(store, "dev", "model selection needs a dev split (never test)")
+    train_idx = train_all[store.label_codes[train_all] >= 0]
+    dev_idx = dev_all[store.label_codes[dev_all] >= 0]
+    unlabelled = {"train": len(train_all) - len(train_idx), "dev": len(dev_all) - len(dev_idx)}
+    for split, n in unlabelled.items():
+        if n and is_main:
+            log.warning(
+                "%d of %d %s posts have no label (column %r) and are left out of training%s",
+                n,
+                n + len(train_idx if split == "train" else dev_idx),
+                split,
+                label_column,
+                "" if split == "train" else " and model selection",
+            )
+    without_text = records.get("empty_text")
+    if is_main and without_text is not None and without_text == records.get("posts"):
+        log.warning(
+            "none of the %d posts of %s has text (column %r); the model sees images only. "
+            "If the texts are in another column, re-extract with data.text_column=COLUMN",
+            without_text,
+            store.root,
+            records.get("text_column", "text"),
+        )
+    if train_idx.size == 0 or dev_idx.size == 0:
+        empty = "train" if train_idx.size == 0 else "dev"
+        raise SemlocError(
+            f"none of the {empty} posts of {store.root} has a label (column {label_column!r})"
+        )
     if cfg.model.name == "sgmft" and (
         cfg.model.gate_bias_init is None or cfg.model.similarity_std is None
     ):
@@ -166,7 +328,7 @@ def train_run(
         "num_params": num_params,
     }
     if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        output_dir(out_dir, "run directory")
         atomic_write_text(out_dir / "config.yaml", config_to_yaml(cfg))
         atomic_write_json(
             out_dir / "run.json",
@@ -182,7 +344,15 @@ def train_run(
                     "semloc_version",
                 )
             }
-            | {"train_posts": len(train_idx), "dev_posts": len(dev_idx)},
+            | {
+                "train_posts": len(train_idx),
+                "dev_posts": len(dev_idx),
+                # posts of those splits without a label: not trained on, said in the log too
+                "train_posts_unlabelled": unlabelled["train"],
+                "dev_posts_unlabelled": unlabelled["dev"],
+                # what reading the posts found at extraction (empty texts, labels, columns)
+                "store_records": records,
+            },
         )
         log.info(
             "training %s (%s parameters) on %d train / %d dev posts, %d classes",
@@ -192,34 +362,115 @@ def train_run(
             len(dev_idx),
             len(labels),
         )
-    trainer = Trainer(
-        model,
-        cfg.train,
-        train_loader,
-        dev_loader,
-        labels,
-        out_dir,
-        checkpoint_meta=meta,
-        class_counts=counts,
-        dist=dist,
-    )
-    if resume:
-        trainer.resume(last)
-    result = trainer.fit()
-    if is_main:
-        atomic_write_json(
-            out_dir / "metrics.json",
-            {"split": "dev", "best_epoch": result.best_epoch, **result.best_metrics},
+    trackers = []
+    if is_main and cfg.train.report_to:
+        trackers = make_trackers(
+            cfg.train.report_to, out_dir, tracking_dir=cfg.train.tracking_dir, run=tracked
         )
-        if result.history:
-            from semloc.plots import plot_training_curves
+    failed = True
+    try:
+        for tracker in trackers:
+            tracker.on_train_begin(config_to_dict(cfg))
+        trainer = Trainer(
+            model,
+            cfg.train,
+            train_loader,
+            dev_loader,
+            labels,
+            out_dir,
+            checkpoint_meta=meta,
+            class_counts=counts,
+            dist=dist,
+            callbacks=trackers,
+        )
+        if resume:
+            trainer.resume(last)
+        result = trainer.fit()
+        if is_main:
+            _finish_run(out_dir, cfg, result, trainer.meta, trackers, store)
+        failed = False
+    finally:
+        for tracker in trackers:
+            tracker.close(failed=failed)
+    return result
 
+
+def _finish_run(
+    out_dir: Path,
+    cfg: Config,
+    result: TrainResult,
+    meta: dict[str, Any],
+    trackers: list[Any],
+    store: FeatureStore,
+) -> None:
+    """metrics.json, the training curves, the dev-fitted temperature, the model card; then hand
+    them to the trackers."""
+    from semloc.model_card import write_model_card
+
+    metrics = {"split": "dev", "best_epoch": result.best_epoch, **result.best_metrics}
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    files = [out_dir / "metrics.json", out_dir / "history.json", out_dir / "config.yaml"]
+    if result.history:
+        from semloc.plots import plot_training_curves
+
+        files.append(
             plot_training_curves(
                 result.history,
                 out_dir / "training_curves.png",
                 title=f"{cfg.model.name} (seed {cfg.train.seed})",
             )
-    return result
+        )
+    if (out_dir / "best.pt").exists():
+        summary = calibrate_run(out_dir, store, device=cfg.train.device)
+        meta = {**meta, "temperature": summary["temperature"]}
+        files += [out_dir / "calibration.json", out_dir / "reliability.png"]
+    files.append(write_model_card(out_dir, meta))
+    final = {k: v for k, v in metrics.items() if k != "split"}
+    for tracker in trackers:
+        tracker.on_train_end(final, files)
+
+
+def calibrate_run(
+    run_dir: str | Path, store: FeatureStore | None = None, *, device: str = "auto"
+) -> dict[str, Any]:
+    """Fit the run's temperature on the dev split (never test) and store it in best.pt
+    (key ``temperature``) and calibration.json; also draws the dev reliability diagram.
+    Safe to call again (on an older run, say): the result depends only on best.pt and dev."""
+    from semloc.calibration import calibration_summary, plot_reliability
+    from semloc.evaluation import open_run_store
+    from semloc.prediction import predict_store
+    from semloc.training.trainer import resolve_device, save_checkpoint
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    store = store or open_run_store(run, None)
+    dev_idx = require_split(store, "dev", "the temperature is fitted on dev (never test)")
+    dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
+    preds = predict_store(run, store, dev_idx, device=str(resolve_device(device)))
+    run.model.to("cpu")
+    known = preds.labels >= 0
+    summary = calibration_summary(preds.logits[known], preds.labels[known], run.labels)
+    best = run_dir / "best.pt"
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    state["temperature"] = summary["temperature"]
+    save_checkpoint(best, state)
+    atomic_write_json(run_dir / "calibration.json", summary)
+    plot_reliability(
+        summary["before"],
+        summary["after"],
+        run_dir / "reliability.png",
+        f"{run.meta['model_name']} — dev (temperature fitted here)",
+    )
+    log.info(
+        "temperature %.3f on %d dev posts: ECE %.4f -> %.4f, Brier %.4f -> %.4f",
+        summary["temperature"],
+        summary["num_posts"],
+        summary["before"]["ece"],
+        summary["after"]["ece"],
+        summary["before"]["brier"],
+        summary["after"]["brier"],
+    )
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,6 +489,11 @@ class LoadedRun:
     def feature_header(self) -> dict[str, Any]:
         return self.meta["feature_header"]
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature learned on dev (1.0: uncalibrated)."""
+        return float(self.meta.get("temperature", 1.0))
+
 
 def resolve_checkpoint(run: str | Path) -> Path:
     run = Path(run)
@@ -249,8 +505,21 @@ def resolve_checkpoint(run: str | Path) -> Path:
     raise SemlocError(f"{run} is not a run directory (no best.pt) nor a checkpoint file")
 
 
-def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a trained model from its checkpoint alone."""
+RUNTIMES = ("torch", "onnx")
+
+
+def load_run(
+    run: str | Path, device: str | torch.device = "cpu", *, runtime: str = "torch"
+) -> LoadedRun:
+    """Rebuild a trained model from its checkpoint alone.
+
+    runtime="onnx": the model of `semloc export RUN --format onnx` on onnxruntime instead
+    (`run` is the export directory, or a run directory holding one in onnx/); its `model` has the
+    prediction interface of the PyTorch models (semloc.onnx_runtime.OnnxModel)."""
+    if runtime not in RUNTIMES:
+        raise SemlocError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    if runtime == "onnx":
+        return _load_onnx_run(Path(run), device)
     path = resolve_checkpoint(run)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -273,67 +542,23 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     )
 
 
-def _open_store_for(run: LoadedRun, store_path: str | Path | None) -> FeatureStore:
-    path = store_path or run.meta.get("store_path")
-    if not path:
-        raise SemlocError(f"run {run.path} records no feature store; pass --features STORE")
-    store = FeatureStore(path)
-    store.check_compatible(run.feature_header, what=f"the features run {run.path} was trained on")
-    return store
+def _load_onnx_run(run: Path, device: str | torch.device) -> LoadedRun:
+    from semloc.onnx_runtime import MANIFEST, load_export
 
-
-def predict_store(
-    run: LoadedRun,
-    store: FeatureStore,
-    indices: np.ndarray,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> Predictions:
-    loader = make_loader(store, indices, batch_size, label_map=label_map_for(store, run.labels))
-    return predict(run.model, loader, device, progress=progress)
-
-
-def evaluate_runs(
-    runs: list[str | Path],
-    split: str = "test",
-    *,
-    store_path: str | Path | None = None,
-    out_name: str | None = None,
-    plots: bool = True,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Evaluate one or more runs (e.g. seeds) on a split; returns per-run metrics and mean ± std.
-
-    Each run's results go to RUN/eval-SPLIT/. Posts whose label the model does not know are an
-    error (listed), not silently skipped."""
-    results = []
-    for run_path in runs:
-        run = load_run(run_path, device)
-        store = _open_store_for(run, store_path)
-        idx = _require_split(store, split, f"nothing to evaluate on '{split}'")
-        idx = idx[np.array([store.raw_labels[i] is not None for i in idx], dtype=bool)]
-        if idx.size == 0:
-            raise SemlocError(f"the '{split}' posts of {store.root} carry no labels")
-        store.check_labels(run.labels, idx, what=f"run {run.path}")
-        preds = predict_store(run, store, idx, device=device)
-        metrics = classification_metrics(preds.labels, preds.logits.argmax(1), run.labels)
-        metrics.update(
-            split=split,
-            run=str(run.path),
-            model=run.meta["model_name"],
-            seed=run.config.train.seed,
-            num_params=run.meta.get("num_params"),
+    export_dir = run if (run / MANIFEST).is_file() else run / "onnx"
+    if not (export_dir / MANIFEST).is_file():
+        raise SemlocError(
+            f"{run} holds no ONNX export (no {MANIFEST} in it or in {run / 'onnx'}); "
+            f"write one with: semloc export {run} --format onnx"
         )
-        out = run.path / (out_name or f"eval-{split}")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", metrics)
-        if plots:
-            from semloc.plots import plot_confusion, plot_per_class_f1
-
-            title = f"{run.meta['model_name']} — {split}"
-            plot_confusion(metrics["confusion_matrix"], run.labels, out / "confusion.png", title)
-            plot_per_class_f1(metrics["per_class"], out / "per_class_f1.png", title)
-        results.append(metrics)
-    return {"split": split, "runs": results, "aggregate": aggregate(results)}
+    exported = load_export(export_dir)
+    exported.model.to(device)
+    # evaluations go into the run directory given, or into the export directory given
+    path = run if export_dir != run else export_dir
+    return LoadedRun(
+        model=exported.model,  # type: ignore[arg-type]
+        labels=exported.labels,
+        config=config_from_dict(exported.meta["config"]),
+        meta=exported.meta,
+        path=path,
+    )

@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "input", help="feature store directory, or posts file (.csv/.jsonl/.parquet)"
     )
-    parser.add_argument("-o", "--output", required=True, help="predictions CSV to write")
+    parser.add_argument(
+        "-o", "--output", required=True, help="predictions file to write (.csv, .jsonl or .parquet)"
+    )
     parser.add_argument("--split", default="all", help="only posts of this split (store input)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
@@ -45,55 +47,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from semloc.config import load_config
+    from semloc.prediction import write_predictions
     from semloc.runs import load_run
 
-    loaded = load_run(args.run, args.device)
-    src = Path(args.input)
-    from semloc.config import load_config
-
     cfg = load_config(args.config, args.overrides)
+    if args.image_policy:
+        cfg.extract.image_policy = args.image_policy
+    src = Path(args.input)
     if (args.engine or cfg.extract.engine) == "ray" and not (src / "manifest.json").is_file():
         from semloc.scale.ray_extract import run_ray_prediction
 
-        if args.image_policy:
-            cfg.extract.image_policy = args.image_policy
         counts = run_ray_prediction(
             args.run, args.input, args.output, cfg.extract, backbone_override=args.backbone
         )
         print("posts: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         print(f"predictions written to {args.output}")
         return 0
+    loaded = load_run(args.run, args.device)
     if src.is_dir():
         from semloc.features.store import FeatureStore
-        from semloc.runs import predict_store
+        from semloc.prediction import predict_store, store_prediction_columns
 
         store = FeatureStore(src)
-        store.check_compatible(loaded.feature_header, what=f"run {loaded.path}")
         idx = store.indices(None if args.split == "all" else args.split)
         if idx.size == 0:
             raise SemlocError(f"{src} has no posts in split {args.split!r}")
         preds = predict_store(
             loaded, store, idx, batch_size=args.batch_size, device=args.device, progress=True
         )
-        ids = [store.ids[i] for i in preds.index]
-        from semloc.predict import write_predictions
-
-        write_predictions(args.output, ids, preds.probabilities, loaded.labels, preds.extras)
+        write_predictions(args.output, store_prediction_columns(loaded, store, preds))
     elif src.is_file():
-        from semloc.predict import predict_posts_file
+        from semloc.prediction import predict_posts
 
-        if args.image_policy:
-            cfg.extract.image_policy = args.image_policy
-        counts = predict_posts_file(
+        result = predict_posts(
             loaded,
             src,
-            args.output,
             extract_cfg=cfg.extract,
+            data_cfg=cfg.data,
             backbone_override=args.backbone,
             batch_size=args.batch_size,
             device=args.device,
+            progress=cfg.extract.progress,
         )
-        print("posts: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        write_predictions(args.output, result.columns())
+        print("posts: " + ", ".join(f"{v} {k}" for k, v in sorted(result.counts().items())))
     else:
         raise SemlocError(f"{src} does not exist")
     print(f"predictions written to {args.output}")

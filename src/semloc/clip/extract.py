@@ -56,6 +56,7 @@ from semloc.errors import SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.features.store import FeatureStoreWriter, ShardData
 from semloc.io import atomic_write_json, sha256_file
+from semloc.precision import resolve_bf16_flag
 
 STATE_DIR = "extraction"  # per-shard outcome records + run.json, inside the store
 REPORT_FILE = "image_report.json"
@@ -283,6 +284,8 @@ def _shard_data(enc: _Encoded, posts: Sequence[Any], backbone: Backbone) -> Shar
         ids=[posts[i].id for i in enc.indices],
         labels=[posts[i].label for i in enc.indices],
         splits=[posts[i].split for i in enc.indices],
+        users=[getattr(posts[i], "user", None) for i in enc.indices],
+        created_at=[getattr(posts[i], "created_at", None) for i in enc.indices],
         text_tokens=enc.text_tokens,
         image_tokens=_stack(enc.image_tokens, (d["num_image_tokens"], d["vision_width"])),
         text_embed=_stack(enc.text_embed, (d["embed_dim"],)),
@@ -564,14 +567,13 @@ def extract_to_store(
         raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
     table = read_posts(posts_path, data_cfg=data_cfg)  # DataError lists every bad row
     posts = table.records
+    device = resolve_device(cfg.device, "extract.device")
+    bf16 = resolve_bf16_flag(cfg.bf16, device)  # extract.bf16=auto: bf16 where it is native
     if backbone is None:
         backbone = load_backbone(
-            cfg.backbone,
-            allow_network=cfg.allow_network,
-            bf16=cfg.bf16,
-            device=resolve_device(cfg.device),
+            cfg.backbone, allow_network=cfg.allow_network, bf16=bf16, device=device
         )
-    elif backbone.bf16 != cfg.bf16:
+    elif backbone.bf16 != bf16:
         raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
     out = Path(out)
     writer = FeatureStoreWriter(out, backbone.header(cfg.dtype))
@@ -637,14 +639,29 @@ def extract_to_store(
         progress.close()
     extraction, report = _summarise(state, num_shards, run, backbone)
     extraction["backbone_path"] = backbone.path
+    extraction["records"] = records_summary(table, data_cfg)
     atomic_write_json(out / REPORT_FILE, report)
     manifest = writer.finalize({"extraction": extraction})
     return ExtractionResult(out, manifest, False, written)
 
 
-def resolve_device(device: str) -> str:
+def records_summary(table: Any, data_cfg: DataConfig) -> dict[str, Any]:
+    """What reading the posts found (counts, columns used and ignored) for the manifest."""
+    return {
+        **table.counts,
+        **{f"{f}_column": getattr(data_cfg, f"{f}_column") for f in ("text", "label", "image")},
+        "ignored_columns": table.ignored_columns,
+        "warnings": table.warnings,
+    }
+
+
+def resolve_device(device: str, key: str = "device") -> str:
+    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    from semloc.config import check_device_available
+
+    check_device_available(device, key)
     return device
 
 

@@ -248,8 +248,9 @@ def slice_scores(
 ) -> dict[str, Any]:
     """One run's accuracy and macro-F1 on each slice of `split` (see SLICES)."""
     from semloc.metrics import classification_metrics
+    from semloc.prediction import predict_store
     from semloc.probes.pooled import labelled
-    from semloc.runs import load_run, predict_store
+    from semloc.runs import load_run
 
     run = load_run(run_dir)
     store.check_compatible(run.feature_header, what=f"the features run {run.path} was trained on")

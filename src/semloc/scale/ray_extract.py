@@ -30,13 +30,14 @@ the same paths (a shared file system), and have semloc installed; see docs/scale
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import json
 import logging
 import pickle
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,15 @@ from semloc.clip.extract import (
     _shard_record,
     _summarise,
     _to_feature_batch,
+    resolve_device,
 )
 from semloc.config import DataConfig, ExtractConfig
 from semloc.data.records import FORMATS, Post, assign_splits, read_posts
 from semloc.errors import DataError, SemlocError
 from semloc.features.store import FeatureStoreWriter
 from semloc.io import atomic_write_json, sha256_file
+from semloc.outputs import Predictions, model_outputs
+from semloc.precision import resolve_bf16_flag
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +301,7 @@ class _PredictActor(_ClipActor):
         device: str,
         threads: int,
     ) -> None:
-        from semloc.predict import load_run_backbone
+        from semloc.prediction import load_run_backbone
         from semloc.runs import load_run
 
         torch.set_num_threads(threads)
@@ -320,13 +324,9 @@ class _PredictActor(_ClipActor):
                 if enc.indices:
                     # rounded through the storage dtype: the numbers the model was trained on
                     fb = _to_feature_batch(enc, self.backbone, self.dtype)
-                    y = self.run.model(fb.to(self.backbone.device))
-                    result.probabilities = torch.softmax(y.logits.float(), -1).cpu().numpy()
-                    result.extras = {
-                        name: getattr(y, name).float().cpu().numpy()
-                        for name in ("similarity", "gate", "modality_weights")
-                        if getattr(y, name, None) is not None
-                    }
+                    result.predictions = model_outputs(
+                        self.run.model, [fb], self.backbone.device, temperature=self.run.temperature
+                    )
             out.append(_payload((spec, result)))
         return {"payload": np.array(out, dtype=object)}
 
@@ -334,8 +334,7 @@ class _PredictActor(_ClipActor):
 @dataclass
 class _BatchPrediction:
     indices: list[int]
-    probabilities: np.ndarray | None = None  # (n, C)
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    predictions: Predictions | None = None  # index = positions in the input
 
 
 def _pipeline(
@@ -419,8 +418,9 @@ def _driver_backbone(cfg: ExtractConfig, backbone: Backbone | None) -> Backbone:
     if backbone is None:
         if not cfg.backbone:
             raise SemlocError("no backbone given: pass --backbone DIR_OR_HUB_ID")
-        backbone = load_backbone(cfg.backbone, allow_network=cfg.allow_network, bf16=cfg.bf16)
-    elif backbone.bf16 != cfg.bf16:
+        bf16 = resolve_bf16_flag(cfg.bf16, resolve_device(cfg.device))
+        backbone = load_backbone(cfg.backbone, allow_network=cfg.allow_network, bf16=bf16)
+    elif backbone.bf16 != resolve_bf16_flag(cfg.bf16, resolve_device(cfg.device)):
         raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
     if not cfg.backbone:
         raise SemlocError("extract.backbone must name the CLIP every Ray actor loads")
@@ -453,6 +453,7 @@ def run_ray_extraction(
         raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
     inputs = read_inputs(posts, data_cfg)
     backbone = _driver_backbone(cfg, backbone)
+    cfg = dataclasses.replace(cfg, bf16=backbone.bf16)  # actors use what the driver resolved
     out = Path(out)
     writer = FeatureStoreWriter(out, backbone.header(cfg.dtype))
     state = out / STATE_DIR
@@ -533,16 +534,16 @@ def run_ray_prediction(
     data_cfg: DataConfig | None = None,
     num_actors: int | None = None,
 ) -> dict[str, int]:
-    """`semloc predict RUN POSTS` on Ray: the predictions CSV `predict_posts_file` writes.
+    """`semloc predict RUN POSTS` on Ray: the predictions table `semloc.prediction.predict_posts` gives.
 
     Each actor holds the run's model and its CLIP (from the checkpoint's `backbone_path`, or
     `backbone_override`; verified against the run's feature header, as the local path does).
     Features are computed per batch exactly as extraction computes them and rounded through the
     run's storage dtype; the model then runs on each batch, so probabilities equal the local
     path's up to float rounding of the model's batched arithmetic. Returns post counts per image
-    outcome, like `predict_posts_file`.
+    outcome, like `PostPredictions.counts`.
     """
-    from semloc.predict import load_run_backbone, write_predictions
+    from semloc.prediction import load_run_backbone, prediction_columns, write_predictions
     from semloc.runs import load_run, resolve_checkpoint
 
     loaded = load_run(run, "cpu")
@@ -553,8 +554,7 @@ def run_ray_prediction(
     # prediction writes no store: one "shard" over all posts, cut into the local path's batches
     specs = _batch_specs(inputs, [0], max(n, 1), max(1, cfg.batch_size))
     outcomes = {i: _outcome(i, p) for i, p in enumerate(inputs.posts)}
-    probs = np.full((n, len(loaded.labels)), np.nan, dtype=np.float64)
-    extras: dict[str, np.ndarray] = {}
+    parts: list[Predictions] = []
     progress = _progress(cfg.progress, n, 0)
     try:
         with ray_session(cfg.ray_address):
@@ -567,31 +567,36 @@ def run_ray_prediction(
                 "device": plan.device,
                 "threads": plan.threads,
             }
-            parts = (backbone.text_tokenizer, backbone.preprocessing, cfg.max_image_pixels)
-            for spec, result in _pipeline(specs, parts, _PredictActor, actor_kwargs, plan, False):
+            parts_args = (backbone.text_tokenizer, backbone.preprocessing, cfg.max_image_pixels)
+            for spec, result in _pipeline(
+                specs, parts_args, _PredictActor, actor_kwargs, plan, False
+            ):
                 if isinstance(result, str):
                     raise ImageError(result)
                 for o in spec.outcomes:
                     outcomes[o.index] = o
                 progress.update(len(spec.indices))
-                if not result.indices:
-                    continue
-                rows = np.asarray(result.indices)
-                probs[rows] = result.probabilities
-                for name, value in result.extras.items():
-                    full = extras.setdefault(name, np.full((n, *value.shape[1:]), np.nan))
-                    full[rows] = value
+                if result.predictions is not None:
+                    parts.append(result.predictions)
     finally:
         progress.close()
-    statuses = [
-        o.status + (f" ({o.reason})" if o.reason else "") for o in (outcomes[i] for i in range(n))
-    ]
+    preds = Predictions.concat(parts, temperature=loaded.temperature)
+    ordered = [outcomes[i] for i in range(n)]
+    gold = [p.label for p in inputs.posts]
     write_predictions(
-        output, [p.id for p in inputs.posts], probs, loaded.labels, extras, outcomes=statuses
+        output,
+        prediction_columns(
+            [p.id for p in inputs.posts],
+            preds,
+            loaded.labels,
+            outcomes=ordered,
+            gold=gold if any(g is not None for g in gold) else None,
+        ),
     )
     counts: dict[str, int] = {}
-    for s in statuses:
-        counts[s] = counts.get(s, 0) + 1
+    for o in ordered:
+        key = o.status + (f" ({o.reason})" if o.reason else "")
+        counts[key] = counts.get(key, 0) + 1
     return counts
 
 

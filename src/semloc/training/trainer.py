@@ -5,7 +5,14 @@ construction. AdamW, linear warm-up then cosine decay, gradient clipping, early 
 macro-F1, seeded and resumable. Model selection looks at the dev split only; the test split is
 never touched here.
 
-Distributed data parallel: pass a `DistContext` (see `semloc.train.distributed`); the trainer then
+Precision and speed (train.precision, train.num_threads, train.compile): the forward pass and
+loss run under autocast in the dtype `semloc.precision.resolve_precision` picks (weights and
+optimizer state stay fp32; fp16 adds loss scaling); see `Trainer._configure_speed`.
+
+Callbacks (e.g. `semloc.tracking`): each gets `on_epoch_end(record)` with the epoch's history
+record, on rank 0 only; the trainer knows nothing else about them.
+
+Distributed data parallel: pass a `DistContext` (see `semloc.training.distributed`); the trainer then
 wraps the model in DDP, reduces the training loss across ranks, gathers dev predictions from every
 rank before computing metrics, and writes checkpoints and logs on rank 0 only.
 """
@@ -15,8 +22,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +33,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from semloc.config import TrainConfig
+from semloc.config import TrainConfig, check_device_available
+from semloc.errors import ConfigError, SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.io import atomic_path, atomic_write_json
 from semloc.metrics import HEADLINE, classification_metrics
+from semloc.outputs import model_outputs
+from semloc.precision import autocast, grad_scaler, precision_name, resolve_precision
 
 log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device_available(name, "train.device")
     return torch.device(name)
 
 
@@ -74,61 +86,6 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 @dataclass
-class Predictions:
-    """Outputs of a model over a loader, in loader order."""
-
-    logits: np.ndarray  # (N, C)
-    labels: np.ndarray  # (N,) -1 where unlabelled
-    index: np.ndarray  # (N,) store positions
-    extras: dict[str, np.ndarray] = field(default_factory=dict)  # similarity, gate, ...
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        z = self.logits - self.logits.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-
-@torch.inference_mode()
-def predict(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device | str = "cpu",
-    *,
-    progress: bool = False,
-    desc: str = "predict",
-) -> Predictions:
-    """Run `model` over every batch of `loader`; collects logits and explanation outputs."""
-    was_training = model.training
-    model.eval()
-    logits, labels, index = [], [], []
-    extras: dict[str, list[np.ndarray]] = {}
-    total = len(loader.dataset) if hasattr(loader, "dataset") else None
-    with tqdm(total=total, desc=desc, unit="post", disable=not progress, leave=False) as bar:
-        for batch in loader:
-            batch = batch.to(device)
-            out = model(batch)
-            logits.append(out.logits.float().cpu().numpy())
-            labels.append(batch.labels.cpu().numpy() if batch.labels is not None else None)
-            index.append(batch.index.cpu().numpy())
-            for name in ("similarity", "gate", "modality_weights"):
-                value = getattr(out, name, None)
-                if value is not None:
-                    extras.setdefault(name, []).append(value.float().cpu().numpy())
-            bar.update(len(batch))
-    model.train(was_training)
-    labels = [
-        x if x is not None else np.full(len(i), -1) for x, i in zip(labels, index, strict=True)
-    ]
-    return Predictions(
-        logits=np.concatenate(logits) if logits else np.zeros((0, 0), np.float32),
-        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
-        index=np.concatenate(index) if index else np.zeros(0, np.int64),
-        extras={k: np.concatenate(v) for k, v in extras.items()},
-    )
-
-
-@dataclass
 class TrainResult:
     best_epoch: int
     best_metrics: dict[str, Any]
@@ -155,16 +112,19 @@ class Trainer:
         checkpoint_meta: dict[str, Any],
         class_counts: np.ndarray | None = None,
         dist: Any = None,
+        callbacks: Sequence[Any] = (),
     ) -> None:
         self.cfg = cfg
         self.labels = labels
         self.out_dir = Path(out_dir)
         self.meta = checkpoint_meta
+        self.callbacks = list(callbacks)
         self.dist = dist
         self.is_main = dist is None or dist.is_main
         self.device = dist.device if dist is not None else resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.ddp_model: nn.Module = dist.wrap(self.model) if dist is not None else self.model
+        self._configure_speed()
         self.train_loader = train_loader
         self.dev_loader = dev_loader
         weight = None
@@ -187,6 +147,30 @@ class Trainer:
         self.best_epoch = -1
         self.best_metrics: dict[str, Any] = {}
         self.bad_epochs = 0
+
+    # -------------------------------------------------------------------------- precision, speed
+
+    def _configure_speed(self) -> None:
+        """train.num_threads, train.precision (autocast dtype + loss scaler), train.compile."""
+        if self.cfg.num_threads < 0:
+            raise ConfigError(f"config key 'train.num_threads': {self.cfg.num_threads} is < 0")
+        if self.cfg.num_threads > 0:
+            torch.set_num_threads(self.cfg.num_threads)  # process-wide, as training owns it
+        self.amp_dtype = resolve_precision(self.cfg.precision, self.device)
+        self.precision = precision_name(self.amp_dtype)
+        self.meta = {**self.meta, "precision": self.precision}  # what the run actually used
+        self.scaler = grad_scaler(self.amp_dtype, self.device)
+        # the compiled module shares its parameters with self.model: checkpoints stay plain
+        self.forward_model: nn.Module = (
+            torch.compile(self.ddp_model) if self.cfg.compile else self.ddp_model
+        )
+        if self.is_main and (self.amp_dtype is not None or self.cfg.compile):
+            log.info(
+                "training in %s%s (train.precision=%s)",
+                self.precision,
+                " with torch.compile" if self.cfg.compile else "",
+                self.cfg.precision,
+            )
 
     def _param_groups(self) -> list[dict[str, Any]]:
         # no weight decay on biases, norms and scalar gate parameters (the usual AdamW practice)
@@ -222,17 +206,23 @@ class Trainer:
         return payload
 
     def resume(self, path: str | Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model_state"])
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        self.scheduler.load_state_dict(state["scheduler_state"])
-        torch.set_rng_state(state["torch_rng_state"].cpu())
-        self.history = list(state["history"])
-        self.best_score = float(state["best_score"])
-        self.best_epoch = int(state["best_epoch"])
-        self.best_metrics = dict(state["dev_metrics"])
-        self.bad_epochs = int(state["bad_epochs"])
-        self.start_epoch = int(state["epoch"]) + 1
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(state["model_state"])
+            self.optimizer.load_state_dict(state["optimizer_state"])
+            self.scheduler.load_state_dict(state["scheduler_state"])
+            torch.set_rng_state(state["torch_rng_state"].cpu())
+            self.history = list(state["history"])
+            self.best_score = float(state["best_score"])
+            self.best_epoch = int(state["best_epoch"])
+            self.best_metrics = dict(state["dev_metrics"])
+            self.bad_epochs = int(state["bad_epochs"])
+            self.start_epoch = int(state["epoch"]) + 1
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise SemlocError(
+                f"cannot resume from {path}: it is damaged or does not fit this model "
+                f"({type(e).__name__}: {e}); start over with --overwrite"
+            ) from None
 
     # -------------------------------------------------------------------------- the loop
 
@@ -253,16 +243,20 @@ class Trainer:
         )
         for batch in self.train_loader:
             batch: FeatureBatch = batch.to(self.device)
-            out = self.ddp_model(batch)
-            loss = self.loss_fn(out.logits, batch.labels)
+            with autocast(self.amp_dtype, self.device):
+                out = self.forward_model(batch)
+                loss = self.loss_fn(out.logits.float(), batch.labels)
             self.optimizer.zero_grad(set_to_none=True)
             if self.dist is None:
-                loss.backward()
+                self.scaler.scale(loss).backward()
             else:
-                (loss * self.dist.global_share(self._loss_denominator(batch))).backward()
+                share = self.dist.global_share(self._loss_denominator(batch))
+                self.scaler.scale(loss * share).backward()
             if self.cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients (no-op unless fp16)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)  # optimizer.step(), skipped on fp16 overflow
+            self.scaler.update()
             self.scheduler.step()
             total_loss += loss.item() * len(batch)
             total_n += len(batch)
@@ -282,7 +276,8 @@ class Trainer:
         return float(weight[batch.labels].sum()) if weight is not None else float(len(batch))
 
     def _evaluate_dev(self) -> dict[str, Any]:
-        preds = predict(self.model, self.dev_loader, self.device)
+        with autocast(self.amp_dtype, self.device):
+            preds = model_outputs(self.model, self.dev_loader, self.device)
         if self.dist is not None:
             preds = self.dist.gather_predictions(preds)
         mask = preds.labels >= 0
@@ -341,6 +336,8 @@ class Trainer:
                     save_checkpoint(self.out_dir / "best.pt", self._payload(epoch, full=False))
                 save_checkpoint(self.out_dir / "last.pt", self._payload(epoch, full=True))
                 atomic_write_json(self.out_dir / "history.json", self.history)
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self.history[-1])
         stopped_early = (
             cfg.patience > 0 and self.bad_epochs >= cfg.patience and len(self.history) < cfg.epochs
         )

@@ -29,7 +29,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as tdist
 from torch import nn
@@ -159,18 +158,11 @@ class DistContext:
         return float(t[0]), float(t[1])
 
     def gather_predictions(self, preds: Any) -> Any:
-        from semloc.train.trainer import Predictions
+        from semloc.outputs import Predictions
 
         parts: list[Any] = [None] * self.world_size
         tdist.all_gather_object(parts, preds)
-        parts = [p for p in parts if len(p.index)]  # a rank with no dev posts has empty arrays
-        keys = set().union(*(p.extras.keys() for p in parts))
-        return Predictions(
-            logits=np.concatenate([p.logits for p in parts]),
-            labels=np.concatenate([p.labels for p in parts]),
-            index=np.concatenate([p.index for p in parts]),
-            extras={k: np.concatenate([p.extras[k] for p in parts if k in p.extras]) for k in keys},
-        )
+        return Predictions.concat(parts)  # a rank with no dev posts contributes nothing
 
     def barrier(self) -> None:
         tdist.barrier()

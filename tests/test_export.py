@@ -60,7 +60,7 @@ def test_manifest_describes_the_export(exported):
     assert manifest["labels"] == run.labels
     assert manifest["dims"] == run.meta["dims"]
     assert manifest["feature_header"] == run.feature_header
-    assert "temperature" not in manifest  # this checkpoint has none
+    assert manifest["temperature"] == pytest.approx(run.temperature)  # fitted on dev
     model = manifest["graphs"]["model"]
     assert [i["name"] for i in model["inputs"]] == [
         "text_tokens", "text_mask", "image_tokens", "image_present", "text_embed", "image_embed"

@@ -80,6 +80,7 @@ def test_bad_knobs_are_clear_errors(tmp_path, capsys):
         (["--unrelated-images", "1.5"], "unrelated_image_rate"),
         (["--world", "seed"], "KEY=VALUE"),
         (["model.bogus=1"], "model.bogus"),
+        (["--clip-epochs", "0"], "clip epochs"),
     ):
         assert main(["demo", "--quick", "--workdir", str(workdir), *args]) == 2
         assert message in capsys.readouterr().err
@@ -139,7 +140,7 @@ def test_diagnose_scores_slices_consistently_with_the_run(quick_demo, capsys):
     )
     printed = capsys.readouterr().out
     assert rc == 0
-    assert "ROC AUC of the cosine" in printed and "| sgmft `seed-0` |" in printed
+    assert "ROC AUC of the cosine" in printed and "| sgmft `sgmft/seed-0` |" in printed
     # the 'all' slice is the whole test split: the same accuracy the experiment recorded
     row = next(line for line in printed.splitlines() if line.startswith("| sgmft"))
     assert float(row.split("|")[2]) == pytest.approx(100 * cell["accuracy"], abs=0.051)
@@ -159,6 +160,15 @@ def test_diagnose_refuses_a_store_of_another_world(quick_demo, tmp_path, capsys)
     rc = diagnose(["--world", str(other), "--store", summary["features"]["dir"]])
     assert rc == 2
     assert "not in this demo world" in capsys.readouterr().err
+
+
+def test_clip_epochs_flag_reaches_the_pretraining_and_the_command():
+    from semloc.demo.pipeline import DemoOptions, clip_configs, demo_command
+
+    opts = DemoOptions(pretrain={"epochs": 20})
+    assert clip_configs(opts)[0].epochs == 20
+    assert "--clip-epochs 20" in demo_command(opts)
+    assert clip_configs(DemoOptions())[0].epochs == 8
 
 
 def test_quick_demo_profiles_its_test_users(quick_demo):

@@ -25,7 +25,9 @@ from semloc.models.base import ModelOutput
 from semloc.models.sgmft import (
     Attention,
     ConcatFusion,
+    CrossModalBlock,
     FeatureInterpolationAttention,
+    PooledEmbeddings,
     SimilarityAwareFeedForward,
     SimilarityAwareFusion,
     SimilarityGuidedInteraction,
@@ -51,6 +53,9 @@ VARIANTS = {
     "sim_layers=0": {"sim_layers": 0},
     "fusion=concat": {"fusion": "concat"},
     "similarity_weighting=False": {"similarity_weighting": False},
+    "fusion_gate=False": {"fusion_gate": False},
+    "similarity_prior=False": {"similarity_prior": False},
+    "pooled_embeddings=False": {"pooled_embeddings": False},
 }
 
 
@@ -98,6 +103,29 @@ def test_block_shapes():
     assert f.shape == (B, d) and pi.shape == (B, 2)
     f, pi = ConcatFusion(d, hidden)(x_t, x_v, text_mask, present, s)
     assert f.shape == (B, d) and pi is None
+    u, w = torch.randn(B, p), torch.randn(B, p)
+    z_t, z_v = PooledEmbeddings(p, d)(torch.randn(B, d), torch.randn(B, d), u, w)
+    assert z_t.shape == z_v.shape == (B, d)
+    sfm = SimilarityAwareFusion(d, 4, hidden, 1, prior=True, embed_dim=p)
+    f, pi = sfm(x_t, x_v, text_mask, present, s, gate, u, w)
+    assert f.shape == (B, d) and pi.shape == (B, 2)
+    f, pi = ConcatFusion(d, hidden, embed_dim=p)(x_t, x_v, text_mask, present, s, gate, u, w)
+    assert f.shape == (B, d) and pi is None
+    y_t, y_v = CrossModalBlock(d, 4, hidden, 0.0)(x_t, x_v, text_mask, present, gate)
+    assert (y_t.shape, y_v.shape) == ((B, Nt, d), (B, Nv, d))
+
+
+def test_fusion_gate_closes_the_cross_attention():
+    B, Nt, Nv, d = 3, 5, 4, 32
+    block = CrossModalBlock(d, 4, 64, 0.0).eval()
+    x_t, text_mask = torch.randn(B, Nt, d), torch.ones(B, Nt, dtype=torch.bool)
+    present = torch.ones(B, dtype=torch.bool)
+    closed = torch.tensor([0.0, 0.0, 1.0])
+    a_t, _ = block(x_t, torch.randn(B, Nv, d), text_mask, present, closed)
+    b_t, _ = block(x_t, torch.randn(B, Nv, d), text_mask, present, closed)
+    # a closed gate: the text stream does not depend on the picture at all; an open one does
+    torch.testing.assert_close(a_t[:2], b_t[:2], atol=0, rtol=0)
+    assert not torch.allclose(a_t[2], b_t[2])
 
 
 @pytest.mark.parametrize("fine", ["channel", "token", "none"])
@@ -137,6 +165,15 @@ def test_explanation_values():
     assert tiny_model(fusion="concat")(batch).modality_weights is None
     weights = tiny_model(similarity_weighting=False)(batch).modality_weights
     assert torch.all(weights[present] == 0.5)
+    # the similarity is standardised against its training distribution (median b, std)
+    model = tiny_model(gate_scale_init=2.0, gate_bias_init=0.1, similarity_std=0.25)
+    out = model(batch)
+    z = (cos[present] - 0.1) / 0.25
+    torch.testing.assert_close(out.gate[present], torch.sigmoid(2.0 * z))
+    # at init the weighting MLP is zero: the picture's weight is the prior sigmoid(kappa z)
+    torch.testing.assert_close(out.modality_weights[present, 1], torch.sigmoid(z))
+    no_prior = tiny_model(gate_bias_init=0.1, similarity_std=0.25, similarity_prior=False)
+    assert torch.all(no_prior(batch).modality_weights[present] == 0.5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,7 +437,12 @@ def test_build_model():
 
 @pytest.mark.parametrize(
     "changes",
-    [{"dim": 30, "num_heads": 4}, {"fine_similarity": "pixel"}, {"fusion": "sum"}],
+    [
+        {"dim": 30, "num_heads": 4},
+        {"fine_similarity": "pixel"},
+        {"fusion": "sum"},
+        {"similarity_std": 0.0},
+    ],
 )
 def test_bad_config(changes):
     with pytest.raises(ConfigError, match="model\\."):

@@ -208,6 +208,22 @@ def test_same_seed_same_weights(tmp_path):
     assert wa != wc
 
 
+def test_same_settings_same_weights_whatever_the_threads_and_workers(tmp_path):
+    # float sums depend on the intra-op thread count (measured: a tiny build at 1 and at 2
+    # threads gave different weights): the build pins its own, so the machine's does not matter
+    pairs = write_pairs(tmp_path / "data")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = pretrain_clip(pairs, tmp_path / "a", _cfg(threads=2), scratch=TINY)
+        torch.set_num_threads(2)
+        b = pretrain_clip(pairs, tmp_path / "b", _cfg(threads=2, num_workers=2), scratch=TINY)
+        assert torch.get_num_threads() == 2  # left as it was found
+    finally:
+        torch.set_num_threads(threads)
+    assert load_backbone(a.out_dir).weights_sha256 == load_backbone(b.out_dir).weights_sha256
+
+
 def test_holdout_without_split_column_and_existing_out_is_refused(tmp_path):
     data = tmp_path / "data"
     pairs = write_pairs(data)

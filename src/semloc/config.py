@@ -40,8 +40,13 @@ class ModelConfig:
     fine_similarity: Literal["channel", "token", "none"] = "channel"
     fusion: Literal["sfm", "concat"] = "sfm"
     similarity_weighting: bool = True  # SFM modality weights from [z_t; z_v; s] (off: fixed 1/2)
-    gate_scale_init: float = 10.0  # k in a = sigmoid(k (s - b))
+    gate_scale_init: float = 2.0  # k in a = sigmoid(k (s - b) / similarity_std)
     gate_bias_init: float | None = None  # b; None = median matched-pair cosine of the train split
+    similarity_std: float | None = None  # spread s is standardised by; None = the train split's
+    # std of the pair cosine (filled by the training command); 1.0 = the raw cosine
+    fusion_gate: bool = True  # the gate a also scales the SFM's cross-attention (off: always on)
+    similarity_prior: bool = True  # pi_image's logit gets kappa * standardised s (off: MLP only)
+    pooled_embeddings: bool = True  # u, w projected into z_t, z_v (off: only through s)
     token_temperature: float = 0.1  # tau in softmax(E / tau) of the token-level variant
     max_text_tokens: int = 77  # positional table size for models that embed token positions
 

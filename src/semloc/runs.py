@@ -63,6 +63,14 @@ def median_pair_cosine(store: FeatureStore, indices: np.ndarray, limit: int = 20
 
     SG-MFT's coarse gate starts centred here so it separates matched from mismatched pairs of
     *this* data from the first step (spec: gate initialisation)."""
+    return pair_cosine_stats(store, indices, limit)[0]
+
+
+def pair_cosine_stats(
+    store: FeatureStore, indices: np.ndarray, limit: int = 20_000
+) -> tuple[float, float]:
+    """Median and standard deviation of the (text, image) pooled cosine over posts with an image
+    (SG-MFT standardises its similarity with them; (0, 1) when no post has an image)."""
     indices = np.asarray(indices)
     if len(indices) > limit:  # a fixed sample keeps this O(1) in the store size
         indices = np.random.default_rng(0).choice(indices, limit, replace=False)
@@ -73,7 +81,10 @@ def median_pair_cosine(store: FeatureStore, indices: np.ndarray, limit: int = 20
         v = nn.functional.normalize(b.image_embed, dim=-1)
         cosines.append(((t * v).sum(-1))[b.image_present].numpy())
     values = np.concatenate(cosines) if cosines else np.zeros(0)
-    return float(np.median(values)) if values.size else 0.0
+    if values.size == 0:
+        return 0.0, 1.0
+    std = float(values.std()) if values.size > 1 else 1.0
+    return float(np.median(values)), std if std > 1e-6 else 1.0
 
 
 def require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
@@ -266,8 +277,14 @@ def train_run(
         raise SemlocError(
             f"none of the {empty} posts of {store.root} has a label (column {label_column!r})"
         )
-    if cfg.model.name == "sgmft" and cfg.model.gate_bias_init is None:
-        cfg.model.gate_bias_init = round(median_pair_cosine(store, train_idx), 6)
+    if cfg.model.name == "sgmft" and (
+        cfg.model.gate_bias_init is None or cfg.model.similarity_std is None
+    ):
+        median, std = pair_cosine_stats(store, train_idx)
+        if cfg.model.gate_bias_init is None:
+            cfg.model.gate_bias_init = round(median, 6)
+        if cfg.model.similarity_std is None:
+            cfg.model.similarity_std = round(std, 6)
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, store.dims, len(labels))
     num_params = sum(p.numel() for p in model.parameters())

@@ -100,6 +100,8 @@ class PretrainConfig:
     # drops its pair (counted in the metrics)
     bf16: bool = False  # bfloat16 autocast for the towers (faster on CPUs with AVX-512 BF16)
     num_workers: int = 2  # image decoding processes
+    threads: int = 2  # torch intra-op threads while training; float sums depend on the thread
+    # count, so a fixed one makes a build repeat bit for bit on any machine (0: torch's default)
     progress: bool = True
 
 
@@ -556,6 +558,8 @@ def pretrain_clip(
         raise SemlocError(f"{out} already exists; pass --overwrite to replace it, or another --out")
     if cfg.epochs < 1 or cfg.batch_size < 2:
         raise SemlocError("pretraining needs epochs >= 1 and batch_size >= 2")
+    if cfg.threads < 0:
+        raise SemlocError(f"pretrain threads must be >= 0, got {cfg.threads}")
     if not isinstance(pairs, Pairs):
         pairs = read_pairs(pairs, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
     t_start = time.perf_counter()
@@ -563,12 +567,17 @@ def pretrain_clip(
     # everything is written into a hidden sibling and renamed at the end: `out` is either the
     # complete result or untouched
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    threads = torch.get_num_threads()
     try:
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
         with quiet_transformers():
             result = _pretrain(pairs, out, tmp, cfg, scratch, init, tokenizer_texts, t_start)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        torch.set_num_threads(threads)
     return result
 
 

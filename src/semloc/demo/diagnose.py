@@ -1,17 +1,27 @@
-"""Where the noise is, and what each model does with it: diagnostics only a generated world allows.
+"""Where the noise is, and what each model does with it: per-slice diagnostics of a feature store.
 
-A demo world knows, for every post, whether its picture is the place, an unrelated one (a selfie,
-a pet, a meme, another place's scene) or missing, and whether its text talks about the place or
-says nothing about it. This module recovers that ground truth from the world's own config (the
-plan is a pure function of it) and reports
+Given, for every post, whether its picture is related to it, unrelated (a selfie, a pet, a meme,
+another place's scene) or missing, and whether its text talks about the place or says nothing
+about it, this module reports
 
 - how well the CLIP's text-picture cosine (the coarse similarity SG-MFT is guided by) separates
   posts with a related picture from posts with an unrelated one (ROC AUC; 0.5 = blind), and
 - each run's accuracy on clean posts, on posts with an unrelated picture, with an uninformative
   text and without a picture, on one split (test by default).
 
+Where that ground truth comes from:
+
+- a demo world (`--world`): recomputed from the world's own config (the plan is a pure function
+  of it);
+- any store (`--slices FILE`): a table (CSV, TSV, JSONL or Parquet) with an `id` column and a
+  slice column (`--slice-column`, default `slice`) whose value is `clean` or the post's kinds of
+  noise joined by `+` (`unrelated_image`, `uninformative_text`, `no_image`, e.g.
+  `unrelated_image+uninformative_text`). A posts file with such a column will do, and so does
+  the `slices.csv` of a study world (`semloc.features.study`).
+
     python -m semloc.demo.diagnose --world demo-out/world/<id> --store demo-out/features/<id> \
         runs/sgmft-seed0 runs/cross_transformer-seed0 ...
+    python -m semloc.demo.diagnose --slices my-posts.csv --store feats/ runs/sgmft-seed0
 
 Nothing here trains or tunes anything; it reads a finished store and finished runs.
 """
@@ -19,6 +29,8 @@ Nothing here trains or tunes anything; it reads a finished store and finished ru
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +44,7 @@ from semloc.errors import SemlocError
 UNRELATED_KINDS = frozenset({"selfie", "pet", "meme", "other_class"})
 RELATED_KINDS = frozenset({"scene", "confused", "generic"})
 UNINFORMATIVE_MODES = frozenset({"chatter", "empty"})
+NOISE_SLICES = ("unrelated_image", "uninformative_text", "no_image")
 
 # the slices of posts a run is scored on, in report order
 SLICES: tuple[tuple[str, str], ...] = (
@@ -63,6 +76,114 @@ class PostTruth:
             return self.image_kind == "none"
         raise SemlocError(f"unknown slice {name!r}; expected one of {[s for s, _ in SLICES]}")
 
+    @property
+    def kind(self) -> str:
+        return self.image_kind
+
+    @property
+    def has_picture(self) -> bool:
+        return self.image_kind != "none"
+
+    @property
+    def unrelated_picture(self) -> bool:
+        return self.image_kind in UNRELATED_KINDS
+
+    @property
+    def informative_text(self) -> bool:
+        return self.text_mode not in UNINFORMATIVE_MODES
+
+
+@dataclass(frozen=True)
+class SliceTags:
+    """A post's slices as annotated by a user: `clean`, or a set of NOISE_SLICES."""
+
+    tags: frozenset[str]
+
+    def in_slice(self, name: str) -> bool:
+        if name == "all":
+            return True
+        if name in ("clean", *NOISE_SLICES):
+            return name in self.tags
+        raise SemlocError(f"unknown slice {name!r}; expected one of {[s for s, _ in SLICES]}")
+
+    @property
+    def kind(self) -> str:
+        if not self.has_picture:
+            return "none"
+        return "unrelated" if self.unrelated_picture else "related"
+
+    @property
+    def has_picture(self) -> bool:
+        return "no_image" not in self.tags
+
+    @property
+    def unrelated_picture(self) -> bool:
+        return "unrelated_image" in self.tags
+
+    @property
+    def informative_text(self) -> bool:
+        return "uninformative_text" not in self.tags
+
+
+Truth = PostTruth | SliceTags
+
+
+def parse_slice(value: Any, where: str) -> SliceTags:
+    """`clean` or noise slice names joined by '+' -> SliceTags; SemlocError naming `where`."""
+    if not isinstance(value, str) or not value.strip():
+        raise SemlocError(f"{where}: empty slice (expected 'clean' or {'/'.join(NOISE_SLICES)})")
+    names = {v.strip() for v in value.split("+")}
+    if names == {"clean"}:
+        return SliceTags(frozenset(names))
+    bad = sorted(names - set(NOISE_SLICES))
+    if bad:
+        raise SemlocError(
+            f"{where}: unknown slice {'+'.join(bad)!r}; expected 'clean' or names from "
+            f"{', '.join(NOISE_SLICES)} joined by '+'"
+        )
+    if {"no_image", "unrelated_image"} <= names:
+        raise SemlocError(f"{where}: a post without a picture cannot have an unrelated one")
+    return SliceTags(frozenset(names))
+
+
+def read_slices(
+    path: str | Path, column: str = "slice", id_column: str = "id"
+) -> dict[str, SliceTags]:
+    """Post id -> slices, from a CSV/TSV/JSONL/Parquet table with an id and a slice column."""
+    path = Path(path)
+    if not path.is_file():
+        raise SemlocError(f"slice file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson"):
+            with open(path, encoding="utf-8") as f:
+                records = [json.loads(line) for line in f if line.strip()]
+            columns = sorted({k for r in records for k in r})
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+            columns, records = table.column_names, table.to_pylist()
+        elif suffix in (".csv", ".tsv"):
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+                records = list(reader)
+                columns = list(reader.fieldnames or [])
+        else:
+            raise SemlocError(f"{path}: unknown table format {suffix!r} (csv, tsv, jsonl, parquet)")
+    except (ValueError, OSError) as e:
+        raise SemlocError(f"{path}: cannot read the slice table: {e}") from e
+    for col in (id_column, column):
+        if col not in columns:
+            raise SemlocError(f"{path} has no column {col!r} (columns: {columns})")
+    out: dict[str, SliceTags] = {}
+    for row, record in enumerate(records, 1):
+        pid, value = str(record.get(id_column)), record.get(column)
+        if pid in out:
+            raise SemlocError(f"{path}, data row {row}: id {pid!r} appears twice")
+        out[pid] = parse_slice(value, f"{path}, data row {row} (id {pid!r})")
+    return out
+
 
 def noise_truth(world_dir: str | Path) -> dict[str, PostTruth]:
     """Post id -> how it was made, recomputed from the world's config in world.json."""
@@ -76,44 +197,37 @@ def noise_truth(world_dir: str | Path) -> dict[str, PostTruth]:
     return {p.id: PostTruth(p.text_mode, p.image_kind) for p in plan}
 
 
-def _truth_for(store: Any, indices: np.ndarray, truth: dict[str, PostTruth]) -> list[PostTruth]:
+def _truth_for(store: Any, indices: np.ndarray, truth: dict[str, Truth]) -> list[Truth]:
     missing = [store.ids[i] for i in indices if store.ids[i] not in truth]
     if missing:
+        demo = all(isinstance(t, PostTruth) for t in truth.values())
+        where = "this demo world" if demo else "the slice file"
         raise SemlocError(
-            f"{len(missing)} posts of {store.root} are not in this demo world "
-            f"(first: {', '.join(missing[:5])}): is it the store of another world?"
+            f"{len(missing)} posts of {store.root} are not in {where} "
+            f"(first: {', '.join(missing[:5])}): is it the store of other posts?"
         )
     return [truth[store.ids[i]] for i in indices]
 
 
-def _auroc(positive: np.ndarray, negative: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    if len(positive) == 0 or len(negative) == 0:
-        return None
-    y = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
-    return float(roc_auc_score(y, np.concatenate([positive, negative])))
-
-
-def similarity_report(
-    store: Any, truth: dict[str, PostTruth], split: str = "test"
-) -> dict[str, Any]:
+def similarity_report(store: Any, truth: dict[str, Truth], split: str = "test") -> dict[str, Any]:
     """The coarse similarity (cosine of CLIP's pooled text and picture embeddings) by post kind.
 
     `related_vs_unrelated_auroc`: how well the cosine ranks posts with a related picture above
     posts with an unrelated one (1 = perfectly, 0.5 = not at all); `..._informative_text` is the
     same among posts whose text talks about the place (where the cosine has something to match).
     """
+    from semloc.features.study import auroc
     from semloc.probes.pooled import normalize_rows, read_pooled
 
     idx = store.indices(split)
     pooled = read_pooled(store, idx)
     truths = _truth_for(store, idx, truth)
     cos = np.sum(normalize_rows(pooled.text_embed) * normalize_rows(pooled.image_embed), axis=1)
-    kinds = np.array([t.image_kind for t in truths])
-    informative = np.array([t.text_mode not in UNINFORMATIVE_MODES for t in truths])
-    related = np.isin(kinds, list(RELATED_KINDS)) & pooled.image_present
-    unrelated = np.isin(kinds, list(UNRELATED_KINDS)) & pooled.image_present
+    kinds = np.array([t.kind for t in truths])
+    informative = np.array([t.informative_text for t in truths])
+    has_picture = np.array([t.has_picture for t in truths]) & pooled.image_present
+    unrelated = np.array([t.unrelated_picture for t in truths]) & has_picture
+    related = has_picture & ~unrelated
     by_kind = {
         k: {"posts": int((kinds == k).sum()), "mean_cosine": float(cos[kinds == k].mean())}
         for k in sorted(set(kinds) - {"none"})
@@ -122,15 +236,15 @@ def similarity_report(
         "split": split,
         "posts": len(idx),
         "by_image_kind": by_kind,
-        "related_vs_unrelated_auroc": _auroc(cos[related], cos[unrelated]),
-        "related_vs_unrelated_auroc_informative_text": _auroc(
+        "related_vs_unrelated_auroc": auroc(cos[related], cos[unrelated]),
+        "related_vs_unrelated_auroc_informative_text": auroc(
             cos[related & informative], cos[unrelated & informative]
         ),
     }
 
 
 def slice_scores(
-    run_dir: str | Path, store: Any, truth: dict[str, PostTruth], split: str = "test"
+    run_dir: str | Path, store: Any, truth: dict[str, Truth], split: str = "test"
 ) -> dict[str, Any]:
     """One run's accuracy and macro-F1 on each slice of `split` (see SLICES)."""
     from semloc.metrics import classification_metrics
@@ -204,7 +318,7 @@ def render(sim: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
         ]
         for r in runs:
             cells = " | ".join(_pct(r["slices"][n]["accuracy"]) for n in names)
-            lines.append(f"| {r['model']} `{Path(r['run']).name}` | {cells} |")
+            lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
         guided = [r for r in runs if "mean_image_weight" in r["slices"]["all"]]
         if guided:
             lines += [
@@ -222,8 +336,14 @@ def render(sim: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
                     else "–"
                     for n in names
                 )
-                lines.append(f"| {r['model']} `{Path(r['run']).name}` | {cells} |")
+                lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
     return "\n".join(lines) + "\n"
+
+
+def _run_label(run: str) -> str:
+    """The run directory's name, with its parent when it is only a seed (grid cells)."""
+    path = Path(run)
+    return f"{path.parent.name}/{path.name}" if path.name.startswith("seed-") else path.name
 
 
 def _fmt(v: float | None) -> str:
@@ -235,15 +355,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m semloc.demo.diagnose",
-        description="coarse-similarity separability and per-slice accuracy on a demo world",
+        description="coarse-similarity separability and per-slice accuracy on a feature store",
     )
     parser.add_argument("runs", nargs="*", help="finished runs to score per slice")
-    parser.add_argument("--world", required=True, help="the demo world directory (world.json)")
-    parser.add_argument("--store", required=True, help="that world's feature store")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--world", help="a demo world directory (world.json): slices recomputed")
+    where.add_argument(
+        "--slices",
+        metavar="FILE",
+        help="a table (csv/tsv/jsonl/parquet) with an id column and a slice column: 'clean' or "
+        "unrelated_image / uninformative_text / no_image joined by '+'",
+    )
+    parser.add_argument("--slice-column", default="slice", help="column of --slices (slice)")
+    parser.add_argument("--store", required=True, help="the posts' feature store")
     parser.add_argument("--split", default="test", help="split to report (default test)")
     args = parser.parse_args(argv)
     try:
-        truth = noise_truth(args.world)
+        if args.world:
+            truth: dict[str, Truth] = dict(noise_truth(args.world))
+        else:
+            truth = dict(read_slices(args.slices, args.slice_column))
         store = FeatureStore(args.store)
         sim = similarity_report(store, truth, args.split)
         runs = [slice_scores(r, store, truth, args.split) for r in args.runs]

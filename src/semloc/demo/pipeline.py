@@ -228,6 +228,10 @@ def check_options(opts: DemoOptions) -> None:
         raise SemlocError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODEL_NAMES)}")
     if opts.seeds < 1:
         raise SemlocError("seeds must be at least 1")
+    if "epochs" in opts.pretrain and not (
+        isinstance(opts.pretrain["epochs"], int) and opts.pretrain["epochs"] >= 1
+    ):
+        raise SemlocError(f"clip epochs must be an integer >= 1, got {opts.pretrain['epochs']!r}")
     if opts.clip_data not in CLIP_DATA:
         raise SemlocError(f"clip data {opts.clip_data!r} is not one of {', '.join(CLIP_DATA)}")
 
@@ -624,6 +628,8 @@ def demo_command(opts: DemoOptions) -> str:
         parts += ["--backbone", str(opts.backbone)]
     if opts.clip_data != "captions+posts":
         parts += ["--clip-data", opts.clip_data]
+    if "epochs" in opts.pretrain:
+        parts += ["--clip-epochs", str(opts.pretrain["epochs"])]
     if opts.config_file:
         parts += ["--config", str(opts.config_file)]
     parts += opts.overrides

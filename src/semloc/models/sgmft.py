@@ -278,11 +278,20 @@ class CrossModalBlock(nn.Module):
         x_v: torch.Tensor,
         text_mask: torch.Tensor,
         image_present: torch.Tensor,
+        gate: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # gate (B,): how far each modality reads the other (the coarse similarity a); None =
+        # fully, except that text never reads a missing image
         n_t, n_v = self.norm_t(x_t), self.norm_v(x_v)
         to_image = self.cross_t(n_t, n_v)  # (B, Nt, d)
-        x_t = x_t + torch.where(image_present[:, None, None], to_image, 0.0)  # U_t
-        x_v = x_v + self.cross_v(n_v, n_t, text_mask)  # U_v (B, Nv, d)
+        to_text = self.cross_v(n_v, n_t, text_mask)  # (B, Nv, d)
+        if gate is None:
+            x_t = x_t + torch.where(image_present[:, None, None], to_image, 0.0)  # U_t
+            x_v = x_v + to_text  # U_v (B, Nv, d)
+        else:
+            g = torch.where(image_present, gate, 0.0)[:, None, None]  # (B, 1, 1)
+            x_t = x_t + g * torch.where(image_present[:, None, None], to_image, 0.0)
+            x_v = x_v + g * to_text
         x_t = x_t + self.ffn_t(self.norm_ffn_t(x_t))
         x_v = x_v + self.ffn_v(self.norm_ffn_v(x_v))
         return x_t, x_v
@@ -291,8 +300,10 @@ class CrossModalBlock(nn.Module):
 class SimilarityAwareFusion(nn.Module):
     """SFM: cross-attention blocks, pooling, and similarity-aware modality weights.
 
-    (pi_t, pi_v) = softmax(MLP([z_t; z_v; s])), f = pi_t z_t + pi_v z_v. Without weighting
-    (ablation) pi = (1/2, 1/2). A post without image always gets pi = (1, 0).
+    (pi_t, pi_v) = softmax(MLP([z_t; z_v; s]) + (0, kappa s)), f = pi_t z_t + pi_v z_v, with s
+    the standardised similarity; kappa (the similarity prior) only with `prior`. Without weighting
+    (ablation) pi = (1/2, 1/2). A post without image always gets pi = (1, 0). With `embed_dim`,
+    the pooled CLIP embeddings u, w are projected into z_t and z_v (`PooledEmbeddings`).
     """
 
     def __init__(
@@ -303,20 +314,26 @@ class SimilarityAwareFusion(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.0,
         weighting: bool = True,
+        prior: bool = False,
+        embed_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             CrossModalBlock(dim, num_heads, hidden, dropout) for _ in range(num_layers)
         )
         self.norm_t, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.weighting = None
+        self.pooled = None if embed_dim is None else PooledEmbeddings(embed_dim, dim)
+        self.weighting = self.prior_scale = None
         if weighting:
             self.weighting = nn.Sequential(
                 nn.Linear(2 * dim + 1, dim), nn.GELU(), nn.Linear(dim, 2)
             )
-            # zero init: weights start at (1/2, 1/2), the no-weighting ablation, and move from there
+            # zero init: the MLP starts at (1/2, 1/2), the no-weighting ablation, and moves from
+            # there; the prior kappa = 1 starts the picture's weight at sigmoid(s)
             nn.init.zeros_(self.weighting[-1].weight)
             nn.init.zeros_(self.weighting[-1].bias)
+            if prior:
+                self.prior_scale = nn.Parameter(torch.tensor(1.0))
 
     def forward(
         self,
@@ -325,13 +342,22 @@ class SimilarityAwareFusion(nn.Module):
         text_mask: torch.Tensor,
         image_present: torch.Tensor,
         s: torch.Tensor,
+        gate: torch.Tensor | None = None,
+        u: torch.Tensor | None = None,
+        w: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # s (B,) standardised similarity; gate (B,) or None (see CrossModalBlock); u, w (B, p)
         for block in self.blocks:
-            x_t, x_v = block(x_t, x_v, text_mask, image_present)
+            x_t, x_v = block(x_t, x_v, text_mask, image_present, gate)
         z_t = masked_mean(self.norm_t(x_t), text_mask)  # (B, d)
         z_v = self.norm_v(x_v[:, 0])  # CLS (B, d)
+        if self.pooled is not None:
+            z_t, z_v = self.pooled(z_t, z_v, u, w)
         if self.weighting is not None:
-            pi = self.weighting(torch.cat([z_t, z_v, s[:, None]], dim=-1)).softmax(-1)  # (B, 2)
+            logits = self.weighting(torch.cat([z_t, z_v, s[:, None]], dim=-1))  # (B, 2)
+            if self.prior_scale is not None:
+                logits = logits + torch.stack([torch.zeros_like(s), self.prior_scale * s], -1)
+            pi = logits.softmax(-1)  # (B, 2)
         else:
             pi = z_t.new_full((z_t.shape[0], 2), 0.5)
         text_only = torch.tensor([1.0, 0.0], dtype=pi.dtype, device=pi.device)
@@ -340,12 +366,33 @@ class SimilarityAwareFusion(nn.Module):
         return f, pi
 
 
+class PooledEmbeddings(nn.Module):
+    """The pooled CLIP embeddings into the pooled features: z_t + LN(u W_u), z_v + LN(w W_w).
+
+    Without it u and w reach the classifier only through s; a linear probe on them is one of the
+    strongest baselines, so the fusion gets them directly (weighted by pi like the rest of z)."""
+
+    def __init__(self, embed_dim: int, dim: int) -> None:
+        super().__init__()
+        self.text = nn.Sequential(nn.Linear(embed_dim, dim), nn.LayerNorm(dim))
+        self.image = nn.Sequential(nn.Linear(embed_dim, dim), nn.LayerNorm(dim))
+
+    def forward(
+        self, z_t: torch.Tensor, z_v: torch.Tensor, u: torch.Tensor, w: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # u, w unit vectors (B, p); w is zero without image (z_v is then never used)
+        return z_t + self.text(u), z_v + self.image(w)
+
+
 class ConcatFusion(nn.Module):
     """Ablation of the SFM: pooled features concatenated and mixed by an MLP sized like the SFM."""
 
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, hidden: int, dropout: float = 0.0, embed_dim: int | None = None
+    ) -> None:
         super().__init__()
         self.norm_t, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.pooled = None if embed_dim is None else PooledEmbeddings(embed_dim, dim)
         self.mlp = nn.Sequential(
             nn.Linear(2 * dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
         )
@@ -357,9 +404,15 @@ class ConcatFusion(nn.Module):
         text_mask: torch.Tensor,
         image_present: torch.Tensor,
         s: torch.Tensor,
+        gate: torch.Tensor | None = None,
+        u: torch.Tensor | None = None,
+        w: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, None]:
         z_t = masked_mean(self.norm_t(x_t), text_mask)  # (B, d)
-        z_v = torch.where(image_present[:, None], self.norm_v(x_v[:, 0]), 0.0)  # (B, d)
+        z_v = self.norm_v(x_v[:, 0])  # (B, d)
+        if self.pooled is not None:
+            z_t, z_v = self.pooled(z_t, z_v, u, w)
+        z_v = torch.where(image_present[:, None], z_v, 0.0)  # (B, d)
         return self.mlp(torch.cat([z_t, z_v], dim=-1)), None  # (B, d)
 
 
@@ -385,7 +438,14 @@ class SGMFT(nn.Module):
         self.text_proj = nn.Sequential(nn.Linear(dims.text_width, d), nn.LayerNorm(d))
         self.image_proj = nn.Sequential(nn.Linear(dims.vision_width, d), nn.LayerNorm(d))
 
-        # gate a = sigmoid(k (s - b)); b = 0 until the trainer supplies the train-split median
+        # s is standardised against its training distribution: (s - median) / std, both from
+        # the train split (the training command fills them in; 0 and 1 until then)
+        self.similarity_center = 0.0 if cfg.gate_bias_init is None else float(cfg.gate_bias_init)
+        self.similarity_std = 1.0 if cfg.similarity_std is None else float(cfg.similarity_std)
+        if not self.similarity_std > 0:
+            raise ConfigError(f"model.similarity_std={cfg.similarity_std} must be > 0")
+        self.fusion_gate = cfg.fusion_gate
+        # gate a = sigmoid(k (s - b) / std); b starts at the train-split median
         self.gate_scale = self.gate_bias = None
         if cfg.sim_layers > 0 and cfg.coarse_similarity:
             bias = 0.0 if cfg.gate_bias_init is None else cfg.gate_bias_init
@@ -420,18 +480,37 @@ class SGMFT(nn.Module):
             self.encoder_t.extend(plain_layer(width) for _ in range(num_layers))
             self.encoder_v.extend(plain_layer(width) for _ in range(num_layers))
 
-        def sfm(weighting: bool) -> SimilarityAwareFusion:
+        def sfm(weighting: bool, pooled: bool, width: int = hidden) -> SimilarityAwareFusion:
             return SimilarityAwareFusion(
-                d, cfg.num_heads, hidden, cfg.fusion_layers, cfg.dropout, weighting
+                d,
+                cfg.num_heads,
+                width,
+                cfg.fusion_layers,
+                cfg.dropout,
+                weighting,
+                prior=weighting and cfg.similarity_prior,
+                embed_dim=p if pooled else None,
             )
 
+        full_sfm = _param_count(lambda: sfm(True, True))
+        pooled_dim = p if cfg.pooled_embeddings else None
         if cfg.fusion == "sfm":
-            self.fusion = sfm(cfg.similarity_weighting)
+            width = hidden
+            if not cfg.pooled_embeddings and cfg.fusion_layers > 0:
+                # the pooled projections' parameters go to the SFM's FFNs
+                width = _matched_width(
+                    lambda w: sfm(cfg.similarity_weighting, False, w),
+                    hidden,
+                    full_sfm
+                    - _param_count(lambda: sfm(True, False))
+                    + _param_count(lambda: sfm(cfg.similarity_weighting, False)),
+                )
+            self.fusion = sfm(cfg.similarity_weighting, cfg.pooled_embeddings, width)
         else:
             width = _matched_width(
-                lambda w: ConcatFusion(d, w, cfg.dropout), hidden, _param_count(lambda: sfm(True))
+                lambda w: ConcatFusion(d, w, cfg.dropout, pooled_dim), hidden, full_sfm
             )
-            self.fusion = ConcatFusion(d, width, cfg.dropout)
+            self.fusion = ConcatFusion(d, width, cfg.dropout, pooled_dim)
 
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d, num_classes))
 
@@ -453,10 +532,13 @@ class SGMFT(nn.Module):
         e = torch.where(present[:, None], u * w, 0.0)  # (B, p)
         s = e.sum(-1)  # (B,) = cos(u, w)
 
+        s_std = (s - self.similarity_center) / self.similarity_std  # (B,) standardised
+        s_std = torch.where(present, s_std, 0.0)
+
         gate = None
         if len(self.sim) > 0:
             if self.gate_scale is not None:
-                gate = torch.sigmoid(self.gate_scale * (s - self.gate_bias))  # (B,)
+                gate = torch.sigmoid(self.gate_scale * (s - self.gate_bias) / self.similarity_std)
             else:
                 gate = torch.full_like(s, 0.5)
             gate = torch.where(present, gate, 0.0)  # no image: pure self-attention
@@ -471,7 +553,10 @@ class SGMFT(nn.Module):
         if want_sim and sim is None:
             sim = token_similarity(x_t, x_v, text_mask, present)  # (B, Nt, Nv)
 
-        f, pi = self.fusion(x_t, x_v, text_mask, present, s)  # (B, d), (B, 2) or None
+        fusion_gate = None
+        if self.fusion_gate:  # the SFM reads the other modality as far as the SIM did
+            fusion_gate = gate if gate is not None else torch.where(present, 0.5, 0.0)
+        f, pi = self.fusion(x_t, x_v, text_mask, present, s_std, fusion_gate, u, w)
         logits = self.head(f)  # (B, C)
         return ModelOutput(
             logits=logits, similarity=s, gate=gate, modality_weights=pi, token_similarity=sim

@@ -9,6 +9,7 @@ import torch
 
 from semloc.cli import main
 from semloc.config import load_config
+from semloc.errors import SemlocError
 from semloc.features.store import FeatureStore
 from semloc.features.synthetic import make_random_store
 from semloc.runs import load_run, train_run
@@ -195,3 +196,24 @@ def test_balanced_class_weights():
 
     w = class_weights(np.array([30, 10, 0]))
     np.testing.assert_allclose(w.numpy(), [40 / 90, 40 / 30, 0.0], rtol=1e-6)
+
+
+def test_a_checkpoint_from_before_the_newer_model_settings_still_loads(store, tmp_path):
+    """Checkpoints written before fusion_gate / similarity_prior / pooled_embeddings /
+    similarity_std existed were trained without them; they load as exactly that model."""
+    from semloc.prediction import predict_store
+    from semloc.runs import LEGACY_MODEL_SETTINGS
+
+    legacy = [f"model.{k}={json.dumps(v)}" for k, v in LEGACY_MODEL_SETTINGS.items()]
+    train_run(store.root, load_config(None, [*FAST, "train.epochs=1", *legacy]), tmp_path)
+    want = predict_store(load_run(tmp_path), store).logits
+    best = tmp_path / "best.pt"
+    state = torch.load(best, weights_only=True)
+    for key in LEGACY_MODEL_SETTINGS:  # what an older semloc wrote: no such keys
+        del state["config"]["model"][key]
+    torch.save(state, best)
+    np.testing.assert_array_equal(predict_store(load_run(tmp_path), store).logits, want)
+    state["model_state"] = {k: v for k, v in state["model_state"].items() if "head" not in k}
+    torch.save(state, best)
+    with pytest.raises(SemlocError, match="do not fit the model"):
+        load_run(tmp_path)

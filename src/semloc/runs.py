@@ -508,6 +508,16 @@ def resolve_checkpoint(run: str | Path) -> Path:
 RUNTIMES = ("torch", "onnx")
 
 
+# model settings added after checkpoints were first written, with the value that reproduces
+# what those checkpoints were trained with (the first SG-MFT reconstruction)
+LEGACY_MODEL_SETTINGS = {
+    "fusion_gate": False,
+    "similarity_prior": False,
+    "pooled_embeddings": False,
+    "similarity_std": 1.0,
+}
+
+
 def load_run(
     run: str | Path, device: str | torch.device = "cpu", *, runtime: str = "torch"
 ) -> LoadedRun:
@@ -527,14 +537,24 @@ def load_run(
         raise SemlocError(f"cannot read checkpoint {path}: {e}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise SemlocError(f"{path} is not a semloc checkpoint")
-    cfg = config_from_dict(state["config"])
+    saved = dict(state["config"])
+    # a checkpoint written before a model setting existed was trained without it: rebuild that
+    saved["model"] = {**LEGACY_MODEL_SETTINGS, **(saved.get("model") or {})}
+    cfg = config_from_dict(saved)
     d = state["dims"]
     model = build_model(
         cfg.model,
         FeatureDims(d["text_width"], d["vision_width"], d["embed_dim"]),
         len(state["labels"]),
     )
-    model.load_state_dict(state["model_state"])
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as e:  # weights of another architecture or version
+        first = str(e).splitlines()[0]
+        raise SemlocError(
+            f"{path}: its weights do not fit the model its config describes ({first}); it was "
+            f"written by semloc {state.get('semloc_version', '?')} — retrain the run"
+        ) from None
     model.to(device).eval()
     meta = {k: v for k, v in state.items() if not k.endswith("_state")}
     return LoadedRun(

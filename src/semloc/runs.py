@@ -195,7 +195,7 @@ def train_run(
                 )
             raise SemlocError(f"cannot resume: {last} does not exist")
         saved = read_resume_checkpoint(last)
-        saved_cfg = config_from_dict(saved["config"])
+        saved_cfg = saved_config(saved)
         if cfg is not None:
             changed = resume_config_changes(saved_cfg, cfg)
             if changed:
@@ -518,6 +518,15 @@ LEGACY_MODEL_SETTINGS = {
 }
 
 
+def saved_config(state: dict[str, Any]) -> Config:
+    """The config a checkpoint was trained with. A checkpoint written before a model setting
+    existed was trained without it: the setting takes its legacy value, so the same model is
+    rebuilt."""
+    saved = dict(state["config"])
+    saved["model"] = {**LEGACY_MODEL_SETTINGS, **(saved.get("model") or {})}
+    return config_from_dict(saved)
+
+
 def load_run(
     run: str | Path, device: str | torch.device = "cpu", *, runtime: str = "torch"
 ) -> LoadedRun:
@@ -537,10 +546,7 @@ def load_run(
         raise SemlocError(f"cannot read checkpoint {path}: {e}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise SemlocError(f"{path} is not a semloc checkpoint")
-    saved = dict(state["config"])
-    # a checkpoint written before a model setting existed was trained without it: rebuild that
-    saved["model"] = {**LEGACY_MODEL_SETTINGS, **(saved.get("model") or {})}
-    cfg = config_from_dict(saved)
+    cfg = saved_config(state)
     d = state["dims"]
     model = build_model(
         cfg.model,

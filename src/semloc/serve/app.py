@@ -318,7 +318,10 @@ class Predictor:
         rows = batch.index.tolist()
         # the very arithmetic `semloc predict` uses, so the two agree to the last float
         probs = Predictions(
-            logits=logits, labels=np.full(len(rows), -1), index=np.asarray(rows)
+            logits=logits,
+            labels=np.full(len(rows), -1),
+            index=np.asarray(rows),
+            temperature=self.run.temperature,  # the run's dev-fitted calibration
         ).probabilities
 
         def column(t: torch.Tensor | None) -> np.ndarray | None:

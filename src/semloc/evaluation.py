@@ -48,6 +48,7 @@ def evaluate_runs(
     plots: bool = True,
     device: str = "cpu",
     batch_size: int = 256,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Evaluate one or more runs (e.g. seeds) on a split; returns per-run metrics and mean ± std.
 
@@ -55,7 +56,7 @@ def evaluate_runs(
     error (listed), not silently skipped."""
     results = []
     for run_path in runs:
-        run = load_run(run_path, device)
+        run = load_run(run_path, device, runtime=runtime)
         store = open_run_store(run, store_path)
         idx = require_split(store, split, f"nothing to evaluate on '{split}'")
         idx = idx[np.array([store.raw_labels[i] is not None for i in idx], dtype=bool)]
@@ -89,6 +90,10 @@ def evaluate_runs(
             title = f"{run.meta['model_name']} — {split}"
             plot_confusion(metrics["confusion_matrix"], run.labels, out / "confusion.png", title)
             plot_per_class_f1(metrics["per_class"], out / "per_class_f1.png", title)
+        if out_name is None:  # the model card lists the run's standard evaluations
+            from semloc.model_card import write_model_card
+
+            write_model_card(run.path, run.meta)
         metrics["model_key"] = model_key(run)
         results.append(metrics)
     groups: dict[str, list[dict[str, Any]]] = {}

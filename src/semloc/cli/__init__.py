@@ -27,6 +27,7 @@ VERBS: dict[str, str] = {
     "predict": "semloc.cli.predict",
     "profile": "semloc.cli.profile",
     "experiment": "semloc.cli.experiment",
+    "export": "semloc.cli.export",
     "serve": "semloc.cli.serve",
 }
 
@@ -40,6 +41,7 @@ _HELP_LINES: dict[str, str] = {
     "predict": "predict the semantic location of posts with a trained run",
     "profile": "per-user and population location shares and weekly routines from predictions",
     "experiment": "run a grid of models x seeds and tabulate mean +- std",
+    "export": "export a trained run to ONNX for serving without PyTorch",
     "serve": "serve a trained run over HTTP with a web page",
 }
 

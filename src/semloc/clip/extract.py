@@ -56,6 +56,7 @@ from semloc.errors import SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.features.store import FeatureStoreWriter, ShardData
 from semloc.io import atomic_write_json, sha256_file
+from semloc.precision import resolve_bf16_flag
 
 STATE_DIR = "extraction"  # per-shard outcome records + run.json, inside the store
 REPORT_FILE = "image_report.json"
@@ -566,14 +567,13 @@ def extract_to_store(
         raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
     table = read_posts(posts_path, data_cfg=data_cfg)  # DataError lists every bad row
     posts = table.records
+    device = resolve_device(cfg.device, "extract.device")
+    bf16 = resolve_bf16_flag(cfg.bf16, device)  # extract.bf16=auto: bf16 where it is native
     if backbone is None:
         backbone = load_backbone(
-            cfg.backbone,
-            allow_network=cfg.allow_network,
-            bf16=cfg.bf16,
-            device=resolve_device(cfg.device, "extract.device"),
+            cfg.backbone, allow_network=cfg.allow_network, bf16=bf16, device=device
         )
-    elif backbone.bf16 != cfg.bf16:
+    elif backbone.bf16 != bf16:
         raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
     out = Path(out)
     writer = FeatureStoreWriter(out, backbone.header(cfg.dtype))

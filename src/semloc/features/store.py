@@ -241,8 +241,14 @@ class FeatureStoreWriter:
         duplicates = []
         for index in shards:
             d = self.root / "shards" / _shard_name(index)
-            posts = json.loads((d / "posts.json").read_text())
-            present = np.load(d / "image_present.npy")
+            try:
+                posts = json.loads((d / "posts.json").read_text())
+                present = np.load(d / "image_present.npy")
+            except (OSError, ValueError) as e:  # a committed shard edited or damaged since
+                raise DamagedStoreError(
+                    f"{d} is damaged ({type(e).__name__}: {e}); delete that shard directory and "
+                    "run the extract command again to redo it"
+                ) from None
             for pid in posts["ids"]:
                 if pid in seen:
                     duplicates.append(pid)

@@ -30,6 +30,7 @@ the same paths (a shared file system), and have semloc installed; see docs/scale
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import json
@@ -62,6 +63,7 @@ from semloc.clip.extract import (
     _shard_record,
     _summarise,
     _to_feature_batch,
+    resolve_device,
 )
 from semloc.config import DataConfig, ExtractConfig
 from semloc.data.records import FORMATS, Post, assign_splits, read_posts
@@ -69,6 +71,7 @@ from semloc.errors import DataError, SemlocError
 from semloc.features.store import FeatureStoreWriter
 from semloc.io import atomic_write_json, sha256_file
 from semloc.outputs import Predictions, model_outputs
+from semloc.precision import resolve_bf16_flag
 
 log = logging.getLogger(__name__)
 
@@ -415,8 +418,9 @@ def _driver_backbone(cfg: ExtractConfig, backbone: Backbone | None) -> Backbone:
     if backbone is None:
         if not cfg.backbone:
             raise SemlocError("no backbone given: pass --backbone DIR_OR_HUB_ID")
-        backbone = load_backbone(cfg.backbone, allow_network=cfg.allow_network, bf16=cfg.bf16)
-    elif backbone.bf16 != cfg.bf16:
+        bf16 = resolve_bf16_flag(cfg.bf16, resolve_device(cfg.device))
+        backbone = load_backbone(cfg.backbone, allow_network=cfg.allow_network, bf16=bf16)
+    elif backbone.bf16 != resolve_bf16_flag(cfg.bf16, resolve_device(cfg.device)):
         raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
     if not cfg.backbone:
         raise SemlocError("extract.backbone must name the CLIP every Ray actor loads")
@@ -449,6 +453,7 @@ def run_ray_extraction(
         raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
     inputs = read_inputs(posts, data_cfg)
     backbone = _driver_backbone(cfg, backbone)
+    cfg = dataclasses.replace(cfg, bf16=backbone.bf16)  # actors use what the driver resolved
     out = Path(out)
     writer = FeatureStoreWriter(out, backbone.header(cfg.dtype))
     state = out / STATE_DIR

@@ -37,7 +37,7 @@ import json
 import logging
 import pickle
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ from semloc.clip.extract import (
     _shard_record,
     _summarise,
     _to_feature_batch,
+    records_summary,
     resolve_device,
 )
 from semloc.config import DataConfig, ExtractConfig
@@ -88,6 +89,7 @@ class PostInputs:
     images: list[Path | None]  # resolved image path of each post
     files: list[Path]
     sha256: str  # of the single file, or of its `name sha256` lines for several
+    records: dict[str, Any] = field(default_factory=dict)  # what reading found (manifest)
 
     def record(self, cfg: ExtractConfig, data_cfg: DataConfig) -> dict[str, Any]:
         """What pins the shard layout (the local path's run record, for one file)."""
@@ -130,14 +132,22 @@ def read_inputs(
     if len(files) == 1:
         table = read_posts(files[0], data_cfg=data_cfg, require_labels=require_labels)
         images = [p.image_path(table.base_dir) for p in table.records]
-        return PostInputs(table.records, images, files, sha256_file(files[0]))
+        return PostInputs(
+            table.records,
+            images,
+            files,
+            sha256_file(files[0]),
+            records_summary(table, data_cfg),
+        )
     posts: list[Post] = []
     images: list[Path | None] = []
     assigned: list[bool] = []
     first_seen: dict[str, str] = {}
     problems: list[str] = []
+    tables = []
     for f in files:
         table = read_posts(f, data_cfg=data_cfg, require_labels=require_labels)
+        tables.append(table)
         assigned.append(table.split_assigned)
         for p in table.records:
             where = f"{f.name} row {p.row}"
@@ -160,7 +170,13 @@ def read_inputs(
     if all(assigned):  # one seeded split over all files, not one per file
         assign_splits(posts, data_cfg)
     lines = "".join(f"{f.name} {sha256_file(f)}\n" for f in files)
-    return PostInputs(posts, images, files, hashlib.sha256(lines.encode()).hexdigest())
+    return PostInputs(
+        posts,
+        images,
+        files,
+        hashlib.sha256(lines.encode()).hexdigest(),
+        records_summary(tables, data_cfg),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,6 +531,7 @@ def run_ray_extraction(
         progress.close()
     extraction, report = _summarise(state, num_shards, run, backbone)
     extraction["backbone_path"] = backbone.path
+    extraction["records"] = inputs.records
     atomic_write_json(out / REPORT_FILE, report)
     manifest = writer.finalize({"extraction": extraction})
     return ExtractionResult(out, manifest, False, written)

@@ -66,9 +66,9 @@ def write_synthetic(path: Path, rows: int, users: int, seed: int = 0) -> None:
 
 SEMLOC = """
 import json, resource, sys, time
-from semloc.profile import ProfileOptions, profile_predictions
+from semloc.profile import ProfileConfig, profile_predictions
 t0 = time.perf_counter()
-r = profile_predictions(sys.argv[1], sys.argv[2], ProfileOptions(formats=("parquet",), plots=False))
+r = profile_predictions(sys.argv[1], sys.argv[2], ProfileConfig(formats=("parquet",), plots=False))
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                   / 1024, "users": r.summary["users_profiled"]}))

@@ -9,7 +9,7 @@ import pytest
 
 from semloc.cli import main
 from semloc.errors import DataError
-from semloc.profile import SLOTS, ProfileOptions, format_hours, profile_predictions
+from semloc.profile import SLOTS, ProfileConfig, format_hours, profile_predictions
 
 LABELS = ("home", "office", "park")
 
@@ -50,7 +50,7 @@ def predictions(tmp_path):
 
 
 def test_grid_shares_and_threshold(predictions, tmp_path):
-    opts = ProfileOptions(min_posts=5, group="city", num_boot=200, formats=("csv", "parquet"))
+    opts = ProfileConfig(min_posts=5, group="city", num_boot=200, formats=("csv", "parquet"))
     result = profile_predictions(predictions, tmp_path / "out", opts)
     s = result.summary
     assert (s["rows"], s["predicted_posts"], s["unpredicted_rows"]) == (31, 30, 1)
@@ -100,7 +100,7 @@ def test_grid_shares_and_threshold(predictions, tmp_path):
 
 
 def test_pseudonymised_ids_appear_nowhere(predictions, tmp_path):
-    opts = ProfileOptions(min_posts=1, pseudonymise=True, salt="s3cret", num_boot=50)
+    opts = ProfileConfig(min_posts=1, pseudonymise=True, salt="s3cret", num_boot=50)
     result = profile_predictions(predictions, tmp_path / "out", opts)
     ids = {r["user"] for r in result.routines.to_pylist()}
     assert len(ids) == 2 and all(i.startswith("u_") for i in ids)
@@ -121,10 +121,10 @@ def test_timezone_conversion_and_other_time_forms(tmp_path):
             ("u", "1772494200", "x", [1.0, 0.0, 0.0]),  # the same instant in epoch seconds
         ],
     )
-    as_written = profile_predictions(path, tmp_path / "a", ProfileOptions(num_boot=20))
+    as_written = profile_predictions(path, tmp_path / "a", ProfileConfig(num_boot=20))
     assert as_written.accumulator.grid_posts[23] == 3  # Monday 23h
     berlin = profile_predictions(
-        path, tmp_path / "b", ProfileOptions(num_boot=20, timezone="Europe/Berlin")
+        path, tmp_path / "b", ProfileConfig(num_boot=20, timezone="Europe/Berlin")
     )
     assert berlin.accumulator.grid_posts[24 + 0] == 3  # Tuesday 00h in Berlin (UTC+1)
 
@@ -138,7 +138,7 @@ def test_bad_timestamps_are_named(tmp_path):
         ],
     )
     with pytest.raises(DataError) as e:
-        profile_predictions(path, tmp_path / "out", ProfileOptions(num_boot=20))
+        profile_predictions(path, tmp_path / "out", ProfileConfig(num_boot=20))
     assert "row 2: created_at 'soon'" in "\n".join(e.value.problems)
     assert not (tmp_path / "out" / "report.md").exists()
 
@@ -179,7 +179,7 @@ def test_partial_profiles_merge_to_the_whole(predictions, tmp_path):
 
     from semloc.profile import ProfileAccumulator, iter_prediction_batches, prediction_columns
 
-    opts = ProfileOptions(min_posts=5, group="city", batch_size=7)
+    opts = ProfileConfig(min_posts=5, group="city", batch_size=7)
     labels, wanted = prediction_columns(predictions, opts)
     whole = ProfileAccumulator(labels, opts)
     merged = ProfileAccumulator(labels, opts)
@@ -208,10 +208,21 @@ def test_ray_profile_equals_local(predictions, tmp_path):
 
     parquet = tmp_path / "p.parquet"
     pq.write_table(pacsv.read_csv(predictions), parquet)
-    opts = ProfileOptions(min_posts=5, num_boot=50, plots=False)
+    opts = ProfileConfig(min_posts=5, num_boot=50, plots=False)
     local = profile_predictions(parquet, tmp_path / "local", opts)
     ray_result = profile_with_ray([parquet], tmp_path / "ray", opts)
     assert np.allclose(ray_result.accumulator.grid, local.accumulator.grid)
     ours, theirs = ray_result.user_shares, local.user_shares
     assert ours.column("user").to_pylist() == theirs.column("user").to_pylist()
     assert np.allclose(ours.column("share").to_numpy(), theirs.column("share").to_numpy())
+
+
+def test_cli_settings_from_config_and_unknown_keys(predictions, tmp_path, capsys):
+    out = tmp_path / "cfg"
+    args = ["profile", str(predictions), "--out", str(out), "--no-progress", "--no-plots"]
+    assert main([*args, "profile.min_posts=5", "profile.num_boot=20"]) == 0
+    assert json.loads((out / "profile.json").read_text())["min_posts"] == 5
+    assert main([*args, "--min-posts", "30", "profile.min_posts=5"]) == 0  # the flag wins
+    assert json.loads((out / "profile.json").read_text())["users_profiled"] == 0
+    assert main([*args, "profile.min_post=5"]) == 2
+    assert "unknown config key 'profile.min_post'" in capsys.readouterr().err

@@ -159,12 +159,35 @@ class ServeConfig:
 
 
 @dataclass
+class ProfileConfig:
+    """`semloc profile`: thresholds, privacy, outputs (flags of the verb override these)."""
+
+    min_posts: int = 20  # per-user outputs only for users with at least this many posts
+    group: str | None = None  # a column of the predictions table to compare groups by
+    timezone: str | None = None  # convert every time to this zone (None: each post's own offset)
+    pseudonymise: bool = False  # salted SHA-256 of every user id in every output
+    salt: str | None = None  # None with pseudonymise: a random salt, never written
+    home_labels: list[str] = field(default_factory=lambda: ["home"])  # home-like locations
+    work_labels: list[str] = field(default_factory=lambda: ["office", "school", "work"])
+    lift: float = 1.2  # home-like hour: P(home | hour) >= lift * P(home)
+    min_hour_posts: int = 3  # an hour needs this many posts to be called home-/work-like
+    formats: list[str] = field(default_factory=lambda: ["csv"])  # table formats: csv, parquet
+    per_user_grids: bool = True  # per-user hour x day grids (the users x 168 x C memory)
+    num_boot: int = 1000  # bootstrap replicates of the population and group intervals
+    confidence: float = 0.95  # of every interval
+    seed: int = 0  # of the bootstrap
+    batch_size: int = 262_144  # rows per record batch read
+    plots: bool = True  # PNG heat-maps
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ def profile_test_users(
     from semloc.features.store import FeatureStore
     from semloc.prediction import predict_store, store_prediction_columns, write_predictions
     from semloc.prevalence import DevConfusion, PredictionStats, point_estimates
-    from semloc.profile import ProfileOptions, format_hours, profile_predictions
+    from semloc.profile import ProfileConfig, format_hours, profile_predictions
     from semloc.runs import calibrate_run, load_run
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -247,11 +247,11 @@ def profile_test_users(
     for j, lab in enumerate(labels):
         truth_columns[f"p_{lab}"] = onehot[:, j].tolist()
     write_predictions(out_dir / "test_truth.csv", truth_columns)
-    opts = ProfileOptions(min_posts=3 if quick else 20, num_boot=200 if quick else 1000)
+    opts = ProfileConfig(min_posts=3 if quick else 20, num_boot=200 if quick else 1000)
     recovered = profile_predictions(
         out_dir / "test_predictions.csv", out_dir / "profile", opts, run=run_dir
     )
-    truth_opts = ProfileOptions(min_posts=opts.min_posts, num_boot=20)
+    truth_opts = ProfileConfig(min_posts=opts.min_posts, num_boot=20)
     truth = profile_predictions(out_dir / "test_truth.csv", out_dir / "truth", truth_opts)
 
     cal = json.loads((run_dir / "calibration.json").read_text())

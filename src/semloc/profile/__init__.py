@@ -1,6 +1,6 @@
 """From posts to people: location shares, weekly activity grids and routines from predictions.
 
-    result = profile_predictions("preds.parquet", "profile/", ProfileOptions(min_posts=20))
+    result = profile_predictions("preds.parquet", "profile/", ProfileConfig(min_posts=20))
 
 Input: a predictions table as `semloc predict` writes it (CSV, JSONL or Parquet): ``id``,
 optional ``user`` and ``created_at`` (canonical ISO 8601 with offset; other forms semloc
@@ -35,7 +35,7 @@ from semloc.profile.accumulate import (
     SLOTS,
     KeyedSums,
     ProfileAccumulator,
-    ProfileOptions,
+    ProfileConfig,
     hour_profile,
 )
 from semloc.profile.build import (
@@ -66,7 +66,7 @@ __all__ = [
     "SLOTS",
     "KeyedSums",
     "ProfileAccumulator",
-    "ProfileOptions",
+    "ProfileConfig",
     "ProfileResult",
     "check_accumulated",
     "dev_confusion_of",

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from semloc.config import ProfileConfig
 from semloc.errors import SemlocError
 from semloc.prevalence import PredictionStats
 from semloc.profile.read import time_slots
@@ -15,28 +16,6 @@ from semloc.profile.read import time_slots
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 SLOTS = 7 * 24  # slot = day_of_week * 24 + hour, Monday = 0
-
-
-@dataclass
-class ProfileOptions:
-    """Settings of one profile (the `semloc profile` flags map one to one)."""
-
-    min_posts: int = 20  # per-user outputs only for users with at least this many posts
-    group: str | None = None  # a column of the predictions table to compare groups by
-    timezone: str | None = None  # convert every time to this zone (None: each post's own offset)
-    pseudonymise: bool = False  # salted SHA-256 of every user id in every output
-    salt: str | None = None  # None with pseudonymise: a random salt, never written
-    home_labels: tuple[str, ...] = ("home",)
-    work_labels: tuple[str, ...] = ("office", "school", "work")
-    lift: float = 1.2  # home-like hour: P(home | hour) >= lift * P(home)
-    min_hour_posts: int = 3  # an hour needs this many posts to be called home-/work-like
-    formats: tuple[str, ...] = ("csv",)  # table formats: csv, parquet
-    per_user_grids: bool = True  # per-user hour x day grids (the users x 168 x C memory)
-    num_boot: int = 1000
-    confidence: float = 0.95
-    seed: int = 0
-    batch_size: int = 262_144  # rows per record batch
-    plots: bool = True
 
 
 @dataclass
@@ -169,7 +148,7 @@ class KeyedSums:
 class ProfileAccumulator:
     """Everything a profile needs, summed over record batches; `merge` adds another one."""
 
-    def __init__(self, labels: Sequence[str], options: ProfileOptions) -> None:
+    def __init__(self, labels: Sequence[str], options: ProfileConfig) -> None:
         self.labels = list(labels)
         self.options = options
         c = len(self.labels)

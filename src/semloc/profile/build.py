@@ -28,7 +28,7 @@ from semloc.profile.accumulate import (
     SLOTS,
     KeyedSums,
     ProfileAccumulator,
-    ProfileOptions,
+    ProfileConfig,
     hour_profile,
 )
 from semloc.profile.read import FORMATS, columns_of, iter_prediction_batches
@@ -103,7 +103,7 @@ def like_hours_matrix(
     return (posts >= min_posts) & (share >= lift * overall[:, None]) & (overall[:, None] > 0)
 
 
-def prediction_columns(path: Path, options: ProfileOptions) -> tuple[list[str], list[str]]:
+def prediction_columns(path: Path, options: ProfileConfig) -> tuple[list[str], list[str]]:
     """(locations, the columns to read) of a predictions file, after checking the options."""
     if options.min_posts < 1:
         raise SemlocError("min_posts must be at least 1")
@@ -145,7 +145,7 @@ def check_accumulated(acc: ProfileAccumulator, source: str) -> None:
 def profile_predictions(
     predictions: str | Path,
     out_dir: str | Path,
-    options: ProfileOptions | None = None,
+    options: ProfileConfig | None = None,
     *,
     dev: DevConfusion | None = None,
     run: str | Path | None = None,
@@ -156,7 +156,7 @@ def profile_predictions(
     for the adjusted estimators; or pass `dev` directly. Nothing is written when a time is bad."""
     from tqdm.auto import tqdm
 
-    options = options or ProfileOptions()
+    options = options or ProfileConfig()
     predictions = Path(predictions)
     labels, wanted = prediction_columns(predictions, options)
     if run is not None and dev is None:

@@ -1,6 +1,6 @@
 """`semloc profile` on Ray Data: many files, many machines, one profile.
 
-    result = profile_with_ray(["s3-mounted/preds-*.parquet"], "profile/", ProfileOptions())
+    result = profile_with_ray(["s3-mounted/preds-*.parquet"], "profile/", ProfileConfig())
 
 Each Ray Data block is summed into a partial `ProfileAccumulator` by a Ray task (the same
 `add_batch` the local path runs); partials travel back as their non-empty cells (a partial costs
@@ -21,7 +21,7 @@ from semloc.errors import SemlocError
 from semloc.prevalence import DevConfusion
 from semloc.profile import (
     ProfileAccumulator,
-    ProfileOptions,
+    ProfileConfig,
     ProfileResult,
     check_accumulated,
     dev_confusion_of,
@@ -34,7 +34,7 @@ from semloc.scale.ray_extract import ray_session
 def profile_with_ray(
     paths: Sequence[str | Path],
     out_dir: str | Path,
-    options: ProfileOptions | None = None,
+    options: ProfileConfig | None = None,
     *,
     dev: DevConfusion | None = None,
     run: str | Path | None = None,
@@ -43,7 +43,7 @@ def profile_with_ray(
     """Profile predictions files on a Ray cluster (`address`; empty: a local Ray instance)."""
     import ray
 
-    options = options or ProfileOptions()
+    options = options or ProfileConfig()
     files = [str(p) for p in paths]
     if not files:
         raise SemlocError("no predictions files given")

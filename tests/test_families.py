@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from clip_fixtures import CHINESE_TEXTS, random_image, tiny_family_dirs, write_posts  # noqa: F401
+from clip_fixtures import CHINESE_TEXTS, random_image, write_posts
 from semloc.cli import main
 from semloc.clip.backbone import load_backbone
 from semloc.errors import SemlocError
@@ -157,9 +157,7 @@ def test_zero_shot_uses_the_family_similarity(tiny_family_dirs: dict, tmp_path: 
     classifier = build_zero_shot_classifier(encoder, store.labels, load_prompts())
     pooled = read_pooled(store, np.arange(len(store)))
     cosine = zero_shot_logits(classifier, pooled, "image") / 100.0  # the CLIP default: x 100
-    siglip = zero_shot_logits(
-        classifier, pooled, "image", store.manifest["backbone"]["similarity"]
-    )
+    siglip = zero_shot_logits(classifier, pooled, "image", store.manifest["backbone"]["similarity"])
     np.testing.assert_allclose(siglip, cosine * 10.0 - 10.0, rtol=1e-5, atol=1e-5)
 
 

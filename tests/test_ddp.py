@@ -16,7 +16,7 @@ import torch
 
 from semloc.features.loader import EpochShuffleSampler
 from semloc.features.synthetic import make_random_store
-from semloc.train.distributed import ContiguousSlice, GlobalBatchShareSampler
+from semloc.training.distributed import ContiguousSlice, GlobalBatchShareSampler
 
 TIMEOUT_S = 180
 

@@ -310,7 +310,7 @@ def test_ray_prediction_from_the_cli_equals_the_local_predictions(
 ) -> None:
     import pandas as pd
 
-    from semloc.predict import predict_posts
+    from semloc.prediction import predict_posts
     from semloc.runs import load_run
 
     assert default_runs["predict_rc"] == 0

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -117,3 +118,36 @@ def test_partial_split_column_is_an_error(tmp_path):
     rows = [dict(r, split="train") for r in ROWS[:3]] + ROWS[3:5]
     with pytest.raises(DataError, match="missing split"):
         read_posts(write(tmp_path / "p.jsonl", rows))
+
+
+def test_dataframe_and_list_of_dicts_read_like_a_file(tmp_path):
+    import pandas as pd
+
+    from_file = read_posts(write(tmp_path / "p.jsonl", ROWS))
+    df = pd.DataFrame(ROWS)
+    for source in (df, ROWS):
+        table = read_posts(source, base_dir=tmp_path)
+        assert table.path is None
+        assert [(p.id, p.text, p.image, p.label, p.split) for p in table.records] == [
+            (p.id, p.text, p.image, p.label, p.split) for p in from_file.records
+        ]
+        assert table.records[3].image_path(table.base_dir) == tmp_path.resolve() / "img/3.png"
+    # without base_dir, relative images are relative to the current directory
+    assert read_posts(ROWS).base_dir == Path.cwd().resolve()
+    # validated exactly like a file, row numbers = 1-based positions
+    bad = [*ROWS[:2], {"id": "p0", "text": "dup"}, {"id": ["x"], "text": "t"}, "not a dict"]
+    with pytest.raises(DataError) as err:
+        read_posts(bad)
+    assert err.value.problems == [
+        "row 3: duplicate id 'p0' (first seen at row 1)",
+        "row 4: id must be a string or an integer, got ['x'] (list)",
+        "row 5: not a mapping of fields (got str)",
+    ]
+    # pandas' missing values (NaN in an object column, None) mean "absent"
+    df = pd.DataFrame(
+        [{"id": 1, "text": "a", "label": None}, {"id": 2, "text": None, "label": "b"}]
+    )
+    table = read_posts(df)
+    assert [(p.id, p.text, p.label) for p in table.records] == [("1", "a", None), ("2", "", "b")]
+    with pytest.raises(SemlocError, match="takes a path, a pandas DataFrame or a list"):
+        read_posts({"id": "1"})

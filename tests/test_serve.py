@@ -443,7 +443,7 @@ def test_served_predictions_equal_offline_predict(served, tmp_path: Path) -> Non
 
 def test_the_run_finds_its_own_clip_and_refuses_another(served, tmp_path: Path) -> None:
     from semloc.clip.tiny import build_clip_from_scratch
-    from semloc.predict import load_run_backbone
+    from semloc.prediction import load_run_backbone
     from semloc.runs import load_run
 
     run = load_run(served["run"])

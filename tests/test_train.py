@@ -49,7 +49,7 @@ def test_resume_continues_exactly(store, tmp_path):
     full = train_run(store.root, cfg("train.epochs=3"), tmp_path / "full")
     # an interruption after epoch 1 of 3: run the first epoch only (same schedule), then resume
     interrupted = tmp_path / "interrupted"
-    from semloc.train import trainer as trainer_mod
+    from semloc.training import trainer as trainer_mod
 
     original_fit = trainer_mod.Trainer.fit
 
@@ -66,7 +66,7 @@ def test_resume_continues_exactly(store, tmp_path):
     finally:
         trainer_mod.Trainer.fit = original_fit
     assert len(json.loads((interrupted / "history.json").read_text())) == 1
-    resumed = train_run(store.root, cfg(), interrupted, resume=True)
+    resumed = train_run(store.root, None, interrupted, resume=True)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
     wf, wr = weights(tmp_path / "full"), weights(interrupted)
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
@@ -184,14 +184,14 @@ def test_evaluation_with_unknown_labels_lists_them(store, tmp_path):
     header = {k: store.manifest[k] for k in ("backbone", "preprocessing", "dtype", "dims")}
     other.check_compatible(header)
     from semloc.errors import DataError
-    from semloc.evaluate import evaluate_runs
+    from semloc.evaluation import evaluate_runs
 
     with pytest.raises(DataError, match="class_4"):
         evaluate_runs([tmp_path / "r"], "test", store_path=other.root)
 
 
 def test_balanced_class_weights():
-    from semloc.train.trainer import class_weights
+    from semloc.training.trainer import class_weights
 
     w = class_weights(np.array([30, 10, 0]))
     np.testing.assert_allclose(w.numpy(), [40 / 90, 40 / 30, 0.0], rtol=1e-6)

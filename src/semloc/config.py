@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from semloc.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -64,11 +68,18 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    """How posts are read and split when the data file has no `split` column."""
+    """How posts are read (which column holds which field) and split when there is no split."""
 
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    # the source column holding each field, for files whose columns have other names
+    # (e.g. data.text_column=caption) instead of renaming them
+    id_column: str = "id"
+    text_column: str = "text"
+    image_column: str = "image"
+    label_column: str = "label"
+    split_column: str = "split"
 
 
 @dataclass
@@ -201,7 +212,8 @@ def _apply(obj: Any, data: dict[str, Any], prefix: str) -> None:
             setattr(obj, key, _check_value(value, hints[key], full))
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (['a', 'b'], value read as YAML); ConfigError if it is not one."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
@@ -215,9 +227,10 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
+    """Dotted ``section.key=value`` overrides (values read as YAML) onto any dataclass tree."""
     for text in overrides:
-        path, value = _parse_override(text)
+        path, value = parse_override(text)
         nested: Any = value
         for part in reversed(path):
             nested = {part: nested}
@@ -225,9 +238,144 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return cfg
 
 
+def apply_dict(tree: T, data: dict[str, Any]) -> T:
+    """A nested mapping (a config file's content) onto any dataclass tree, with the same type
+    checks and unknown-key errors as `Config` itself."""
+    _apply(tree, data or {}, "")
+    return tree
+
+
+def load_tree(tree: T, config_file: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """The one config mechanism for any verb's dataclass tree (pretraining settings, the demo
+    world, ...): its defaults, then a YAML/JSON file, then dotted overrides, in that order."""
+    if config_file:
+        apply_dict(tree, read_config_file(config_file))
+    return apply_overrides(tree, overrides)
+
+
+def flatten_dict(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: nested settings as dotted keys."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out |= flatten_dict(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
     cfg = Config()
     _apply(cfg, data or {}, "")
+    return validate_config(cfg)
+
+
+# value rules, by key: (lowest, highest, lowest excluded, highest excluded); None = unbounded.
+# Types are checked while loading; these are the values a type allows but a run cannot use
+# (epochs=0 "trains" nothing, lr<0 ascends the loss, batch_size=0 divides by zero, ...).
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "model.dim": (1, None, False, False),
+    "model.num_heads": (1, None, False, False),
+    "model.sim_layers": (0, None, False, False),
+    "model.fusion_layers": (0, None, False, False),
+    "model.mlp_ratio": (0, None, True, False),
+    "model.dropout": (0, 1, False, True),
+    "model.gate_bias_init": (-1, 1, False, False),
+    "model.token_temperature": (0, None, True, False),
+    "model.max_text_tokens": (1, None, False, False),
+    "train.epochs": (1, None, False, False),
+    "train.batch_size": (1, None, False, False),
+    "train.eval_batch_size": (1, None, False, False),
+    "train.lr": (0, None, False, False),  # 0 is a frozen model (a sanity check), <0 ascends
+    "train.weight_decay": (0, None, False, False),
+    "train.warmup_fraction": (0, 1, False, False),
+    "train.grad_clip": (0, None, False, False),
+    "train.patience": (0, None, False, False),
+    "train.seed": (0, 2**32 - 1, False, False),
+    "train.label_smoothing": (0, 1, False, True),
+    "train.num_workers": (0, None, False, False),
+    "data.dev_fraction": (0, 1, False, True),
+    "data.test_fraction": (0, 1, False, True),
+    "data.split_seed": (0, 2**32 - 1, False, False),
+    "extract.batch_size": (1, None, False, False),
+    "extract.shard_size": (1, None, False, False),
+    "extract.num_workers": (0, None, False, False),
+    "extract.max_image_pixels": (1, None, False, False),
+}
+_DEVICE_KEYS = ("train.device", "extract.device")
+_NON_EMPTY_KEYS = (
+    "data.id_column",
+    "data.text_column",
+    "data.image_column",
+    "data.label_column",
+    "data.split_column",
+)
+
+
+def _check_range(key: str, value: float, rule: tuple) -> None:
+    lo, hi, lo_open, hi_open = rule
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}': {value!r} is not a finite number")
+    below = lo is not None and (value <= lo if lo_open else value < lo)
+    above = hi is not None and (value >= hi if hi_open else value > hi)
+    if below or above:
+        if lo is not None and hi is not None:
+            allowed = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        elif lo is not None:
+            allowed = f"{'>' if lo_open else '>='} {lo}"
+        else:
+            allowed = f"{'<' if hi_open else '<='} {hi}"
+        raise ConfigError(f"config key '{key}': {value!r} is out of range (must be {allowed})")
+
+
+def check_device_name(name: str, key: str = "device") -> None:
+    """auto | cpu | cuda | cuda:N | mps, or ConfigError naming the key."""
+    if name in ("auto", "cpu", "cuda", "mps"):
+        return
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return
+    raise ConfigError(f"config key '{key}': {name!r} is not a device (auto, cpu, cuda, cuda:N)")
+
+
+def check_device_available(name: str, key: str = "device") -> None:
+    """Refuse a device this machine does not have (cuda without CUDA, cuda:3 on two GPUs)."""
+    check_device_name(name, key)
+    if name in ("auto", "cpu"):
+        return
+    import torch
+
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"config key '{key}': mps is not available on this machine")
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"config key '{key}': {name!r} asked for, but this machine (or this torch build) has "
+            "no CUDA; use auto or cpu"
+        )
+    index = int(name[5:]) if ":" in name else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"config key '{key}': {name!r} asked for, but there are "
+            f"{torch.cuda.device_count()} CUDA device(s)"
+        )
+
+
+def validate_config(cfg: Config) -> Config:
+    """Check every value against the rules above (ConfigError naming the key); returns cfg."""
+    for key, rule in _RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is not None:
+            _check_range(key, value, rule)
+    for key in _DEVICE_KEYS:
+        section, name = key.split(".")
+        check_device_name(getattr(getattr(cfg, section), name), key)
+    for key in _NON_EMPTY_KEYS:
+        section, name = key.split(".")
+        if not getattr(getattr(cfg, section), name).strip():
+            raise ConfigError(f"config key '{key}': must not be empty")
+    if cfg.data.dev_fraction + cfg.data.test_fraction >= 1:
+        raise ConfigError("config keys 'data.dev_fraction' + 'data.test_fraction' must be below 1")
     return cfg
 
 
@@ -250,10 +398,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the file (if any), then dotted overrides, in that order."""
-    cfg = config_from_dict(read_config_file(path)) if path else Config()
-    return apply_overrides(cfg, overrides or [])
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    base: Config | None = None,
+) -> Config:
+    """Defaults (or `base`, e.g. a run's saved config), then the file (if any), then dotted
+    overrides, in that order."""
+    cfg = base if base is not None else Config()
+    if path:
+        _apply(cfg, read_config_file(path), "")
+    return validate_config(apply_overrides(cfg, overrides or []))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from semloc.config import Config, config_to_dict, load_config, read_config_file
+from semloc.config import Config, config_to_dict, flatten_dict, load_config, read_config_file
 from semloc.errors import ConfigError, SemlocError
 from semloc.experiment_report import format_duration, plot_results, write_tables
 from semloc.features.store import FeatureStore
@@ -364,7 +364,7 @@ def _check_identity(cell: Cell, ident: dict[str, Any]) -> None:
         saved = json.loads(path.read_text())
         now = json.loads(json.dumps(ident, default=str))
         if saved != now:
-            a, b = _flatten(saved), _flatten(now)
+            a, b = flatten_dict(saved), flatten_dict(now)
             changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             raise SemlocError(
                 f"{cell.dir} holds a cell computed with other settings ({', '.join(changed)} "
@@ -375,18 +375,8 @@ def _check_identity(cell: Cell, ident: dict[str, Any]) -> None:
         raise SemlocError(f"{cell.dir} exists and is not a cell of this grid; use another --out")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _device_name(cfg: Config) -> str:
-    from semloc.train.trainer import resolve_device
+    from semloc.training.trainer import resolve_device
 
     return str(resolve_device(cfg.train.device))
 
@@ -394,7 +384,7 @@ def _device_name(cfg: Config) -> str:
 def _run_cell(
     grid: Grid, cell: Cell, encoders: dict[str, EncodeTexts], plots: bool
 ) -> dict[str, Any]:
-    from semloc.evaluate import evaluate_runs
+    from semloc.evaluation import evaluate_runs
     from semloc.probes.linear_probe import run_linear_probe
     from semloc.probes.zeroshot import evaluate_zero_shot
     from semloc.runs import train_run
@@ -571,8 +561,8 @@ def _check_models(grid: Grid, cells: list[Cell], stores: dict[str, FeatureStore]
             continue
         seen.add(cell.model.name)
         store = stores[cell.store.key]
-        cfg = cell_config(grid, cell)
         try:
+            cfg = cell_config(grid, cell)  # value errors (model.dim=-1) are named here too
             with torch.device("meta"):
                 build_model(cfg.model, store.dims, max(2, len(store.labels)))
         except ConfigError as e:

@@ -15,15 +15,41 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from semloc.errors import SemlocError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def output_dir(path: str | Path, what: str = "output directory") -> Path:
+    """Create (if needed) and return the directory `path`, or raise SemlocError saying why it
+    cannot be one (a file is in the way, no permission). Every writer of a directory calls it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SemlocError(f"{what} {path} is an existing file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SemlocError(f"{what} {path}: a file is in the way of the directory path") from None
+    except OSError as e:
+        raise SemlocError(f"cannot create {what} {path}: {e.strerror or e}") from None
+    return path
+
+
+def output_file(path: str | Path, what: str = "output file") -> Path:
+    """Check that `path` can be written as a file (not a directory; its parent a directory or
+    creatable), creating the parent. Every writer of a file calls it (atomic_path does)."""
+    path = Path(path)
+    if path.is_dir() or str(path).endswith(os.sep):
+        raise SemlocError(f"{what} {path} is a directory; give a file name")
+    output_dir(path.parent, what=f"directory of {what}")
+    return path
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed to `path`, else removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_file(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     # mkstemp makes owner-only files; give the result the permissions a plain open() would
     os.fchmod(fd, 0o666 & ~_UMASK)
@@ -37,6 +63,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temporaries(directory: str | Path, names: list[str]) -> int:
+    """Delete temporaries `atomic_path` left for `names` in `directory` when a process was killed
+    mid-write (`.NAME.*.tmp`); returns how many. Call it only where one writer owns the files."""
+    removed = 0
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    for name in names:
+        for p in directory.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed += 1
+    return removed
 
 
 def atomic_write(path: str | Path, writer: Callable[[IO[bytes]], Any]) -> None:

@@ -27,14 +27,26 @@ import torch
 from torch import nn
 
 from semloc import __version__
-from semloc.config import Config, config_from_dict, config_to_dict, config_to_yaml
+from semloc.config import (
+    Config,
+    check_device_available,
+    config_from_dict,
+    config_to_dict,
+    config_to_yaml,
+    validate_config,
+)
 from semloc.errors import SemlocError
 from semloc.features.batch import FeatureDims
 from semloc.features.loader import make_loader
 from semloc.features.store import FINGERPRINT_KEYS, FeatureStore
-from semloc.io import atomic_write_json, atomic_write_text
+from semloc.io import (
+    atomic_write_json,
+    atomic_write_text,
+    output_dir,
+    remove_stale_temporaries,
+)
 from semloc.models import build_model
-from semloc.train.trainer import Trainer, TrainResult, seed_everything
+from semloc.training.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "semloc-checkpoint-1"
@@ -65,26 +77,106 @@ def require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
     return idx
 
 
+RUN_FILES = [
+    "best.pt",
+    "last.pt",
+    "history.json",
+    "metrics.json",
+    "run.json",
+    "config.yaml",
+    "training_curves.png",
+]
+# settings a resumed run may change: where and how fast it runs, never what it computes
+_RESUMABLE_KEYS = {"train.device", "train.num_workers", "train.progress"}
+
+
+def read_resume_checkpoint(path: Path) -> dict[str, Any]:
+    """last.pt as a dict with what --resume needs, or SemlocError naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, empty, or not a torch file: say so, not an OSError
+        raise SemlocError(
+            f"cannot resume from {path}: it is damaged or truncated ({type(e).__name__}: {e}); "
+            "start over with --overwrite"
+        ) from None
+    need = ("config", "model_state", "optimizer_state", "scheduler_state", "epoch", "history")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise SemlocError(f"cannot resume from {path}: it is not a semloc checkpoint")
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise SemlocError(f"cannot resume from {path}: it lacks {', '.join(missing)}")
+    return state
+
+
+def resume_config_changes(saved: Config, wanted: Config) -> list[str]:
+    """'key: run has X, asked Y' for every setting that differs (resume-neutral keys aside)."""
+    a, b = _flat(config_to_dict(saved)), _flat(config_to_dict(wanted))
+    return [
+        f"{k}: run has {a.get(k)!r}, asked {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+        and k not in _RESUMABLE_KEYS
+        # gate_bias_init is filled from the data when left unset
+        and not (k == "model.gate_bias_init" and b.get(k) is None)
+    ]
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def train_run(
     store_path: str | Path,
-    cfg: Config,
+    cfg: Config | None,
     out_dir: str | Path,
     *,
     resume: bool = False,
     overwrite: bool = False,
     dist: Any = None,
 ) -> TrainResult:
-    """Train `cfg.model` on the train split of a store, selecting on dev."""
+    """Train `cfg.model` on the train split of a store, selecting on dev.
+
+    resume: continue RUN/last.pt with the run's own config; `cfg` may be None then, and when
+    given it must not change what the run computes (only train.device/num_workers/progress).
+    A run stopped before its first last.pt starts over on a plain re-run."""
     out_dir = Path(out_dir)
     is_main = dist is None or dist.is_main
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SemlocError(f"run directory {out_dir} is an existing file, not a directory")
+    if is_main:
+        remove_stale_temporaries(out_dir, RUN_FILES)  # a kill mid-write leaves .NAME.*.tmp
     last = out_dir / "last.pt"
     if resume:
         if not last.exists():
+            if (out_dir / "best.pt").exists():
+                raise SemlocError(
+                    f"cannot resume: {out_dir} has best.pt but no last.pt (it was stopped during "
+                    "its first epoch); run the same command without --resume to start it over"
+                )
             raise SemlocError(f"cannot resume: {last} does not exist")
-        saved = torch.load(last, map_location="cpu", weights_only=True)
-        cfg = config_from_dict(saved["config"])  # the run continues with its own config
+        saved = read_resume_checkpoint(last)
+        saved_cfg = config_from_dict(saved["config"])
+        if cfg is not None:
+            changed = resume_config_changes(saved_cfg, cfg)
+            if changed:
+                raise SemlocError(
+                    f"--resume continues {out_dir} with the config it was started with; these "
+                    "settings differ: " + "; ".join(changed) + ". Drop them, or start a new run "
+                    "(another --out, or --overwrite)"
+                )
+            # settings that do not change results (device, workers, progress) may differ
+            saved_cfg.train.device = cfg.train.device
+            saved_cfg.train.num_workers = cfg.train.num_workers
+            saved_cfg.train.progress = cfg.train.progress
+        cfg = saved_cfg  # the run continues with its own config
         store_path = saved.get("store_path", store_path)
-    elif (out_dir / "best.pt").exists() or last.exists():
+    elif last.exists():
         if not overwrite:
             raise SemlocError(
                 f"{out_dir} already holds a run; use --resume to continue it, --overwrite to "
@@ -93,16 +185,62 @@ def train_run(
         if is_main:
             for name in ("best.pt", "last.pt", "history.json", "metrics.json"):
                 (out_dir / name).unlink(missing_ok=True)
+    elif (out_dir / "best.pt").exists() and is_main:
+        # stopped between the first best.pt and the first last.pt: nothing resumable was
+        # written, so this run starts over (one epoch of work is all that is lost)
+        log.warning("%s holds no last.pt (stopped during its first epoch): starting over", out_dir)
+        for name in ("best.pt", "history.json", "metrics.json"):
+            (out_dir / name).unlink(missing_ok=True)
+    if cfg is None:
+        raise SemlocError("train_run needs a config (or resume=True to use the run's own)")
+    validate_config(cfg)
+    check_device_available(cfg.train.device, "train.device")
     store = FeatureStore(store_path)
     if resume:
         store.check_compatible(saved["feature_header"], what=f"the run in {out_dir}")
     labels = store.labels
+    records = store.manifest.get("extraction", {}).get("records", {})
+    label_column = records.get("label_column", "label")
     if len(labels) < 2:
-        raise SemlocError(f"feature store {store.root} has {len(labels)} label(s); need at least 2")
-    train_idx = require_split(store, "train", "training needs labelled train posts")
-    dev_idx = require_split(store, "dev", "model selection needs a dev split (never test)")
-    train_idx = train_idx[store.label_codes[train_idx] >= 0]
-    dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
+        raise SemlocError(
+            f"feature store {store.root} has {len(labels)} label(s); need at least 2. The posts "
+            f"were read with their labels in column {label_column!r}"
+            + (
+                f" (columns ignored then: {', '.join(records['ignored_columns'])}); set "
+                "data.label_column=COLUMN when extracting"
+                if records.get("ignored_columns")
+                else ""
+            )
+        )
+    train_all = require_split(store, "train", "training needs labelled train posts")
+    dev_all = require_split(store, "dev", "model selection needs a dev split (never test)")
+    train_idx = train_all[store.label_codes[train_all] >= 0]
+    dev_idx = dev_all[store.label_codes[dev_all] >= 0]
+    unlabelled = {"train": len(train_all) - len(train_idx), "dev": len(dev_all) - len(dev_idx)}
+    for split, n in unlabelled.items():
+        if n and is_main:
+            log.warning(
+                "%d of %d %s posts have no label (column %r) and are left out of training%s",
+                n,
+                n + len(train_idx if split == "train" else dev_idx),
+                split,
+                label_column,
+                "" if split == "train" else " and model selection",
+            )
+    without_text = records.get("empty_text")
+    if is_main and without_text is not None and without_text == records.get("posts"):
+        log.warning(
+            "none of the %d posts of %s has text (column %r); the model sees images only. "
+            "If the texts are in another column, re-extract with data.text_column=COLUMN",
+            without_text,
+            store.root,
+            records.get("text_column", "text"),
+        )
+    if train_idx.size == 0 or dev_idx.size == 0:
+        empty = "train" if train_idx.size == 0 else "dev"
+        raise SemlocError(
+            f"none of the {empty} posts of {store.root} has a label (column {label_column!r})"
+        )
     if cfg.model.name == "sgmft" and cfg.model.gate_bias_init is None:
         cfg.model.gate_bias_init = round(median_pair_cosine(store, train_idx), 6)
     seed_everything(cfg.train.seed)
@@ -148,7 +286,7 @@ def train_run(
         "num_params": num_params,
     }
     if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        output_dir(out_dir, "run directory")
         atomic_write_text(out_dir / "config.yaml", config_to_yaml(cfg))
         atomic_write_json(
             out_dir / "run.json",
@@ -164,7 +302,15 @@ def train_run(
                     "semloc_version",
                 )
             }
-            | {"train_posts": len(train_idx), "dev_posts": len(dev_idx)},
+            | {
+                "train_posts": len(train_idx),
+                "dev_posts": len(dev_idx),
+                # posts of those splits without a label: not trained on, said in the log too
+                "train_posts_unlabelled": unlabelled["train"],
+                "dev_posts_unlabelled": unlabelled["dev"],
+                # what reading the posts found at extraction (empty texts, labels, columns)
+                "store_records": records,
+            },
         )
         log.info(
             "training %s (%s parameters) on %d train / %d dev posts, %d classes",

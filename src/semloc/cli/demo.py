@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from semloc.errors import SemlocError
 
@@ -82,24 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
 
 
-def parse_world_settings(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise SemlocError(f"--world {item!r}: expected KEY=VALUE, e.g. --world dominance=0.5")
-        try:
-            out[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            out[key.strip()] = raw
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
+    from semloc.cli.make_demo_world import world_settings
     from semloc.demo.pipeline import DemoOptions, run_demo
     from semloc.demo.report import Block, fusion_gain, results_table, to_markdown
 
-    world = parse_world_settings(args.world)
+    world = world_settings(args.world)
     for key, value in (
         ("unrelated_image_rate", args.unrelated_images),
         ("uninformative_text_rate", args.uninformative_texts),

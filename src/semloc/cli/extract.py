@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "posts",
+        nargs="?",
         help="posts file (.csv, .jsonl or .parquet); with --engine ray also a directory or glob",
     )
     parser.add_argument(
@@ -25,7 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR_OR_HUB_ID",
         help="CLIP directory (save_pretrained format) or hub id; default: extract.backbone",
     )
-    parser.add_argument("--out", required=True, metavar="STORE", help="feature store directory")
+    parser.add_argument("--out", metavar="STORE", help="feature store directory (required)")
+    parser.add_argument(
+        "--verify",
+        metavar="STORE",
+        help="instead of extracting: check a finished store's files against the checksums "
+        "recorded when each shard was committed (exit 2 naming every damaged file)",
+    )
     parser.add_argument(
         "--allow-network",
         action="store_true",
@@ -49,6 +56,25 @@ def run(args: argparse.Namespace) -> int:
     from semloc.clip.extract import REPORT_FILE, extract_to_store
     from semloc.config import load_config
 
+    if args.verify:
+        from semloc.features.store import verify_store
+
+        if args.posts or args.out:
+            raise SemlocError("--verify STORE takes no posts file and no --out")
+        report = verify_store(args.verify)
+        print(
+            f"{args.verify}: ok - {report['posts']} posts in {report['shards']} shard(s), "
+            f"{report['files']} file(s) match their checksums"
+            + (
+                f"; {report['unchecked']} shard(s) predate checksums (only shapes and sizes "
+                "were checked)"
+                if report["unchecked"]
+                else ""
+            )
+        )
+        return 0
+    if not args.posts or not args.out:
+        raise SemlocError("extract needs a posts file and --out STORE (or --verify STORE)")
     cfg = load_config(args.config, args.overrides)
     ex = cfg.extract
     if args.backbone:
@@ -89,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
     )
+    for warning in info.get("records", {}).get("warnings", []):
+        print(f"warning: {warning}")
     if info.get("truncated_texts"):
         print(
             f"{info['truncated_texts']} text(s) longer than {info.get('max_text_tokens')} tokens "

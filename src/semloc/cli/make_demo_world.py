@@ -11,9 +11,7 @@ import argparse
 import time
 import typing
 
-import yaml
-
-from semloc.errors import ConfigError, SemlocError
+from semloc.errors import SemlocError
 
 if typing.TYPE_CHECKING:  # the world module pulls in PIL and numpy: imported only when run
     from semloc.demo.world import WorldConfig
@@ -87,22 +85,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parse_override(text: str) -> tuple[str, typing.Any]:
-    if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key=value (e.g. dominance=0.6)")
-    key, raw = text.split("=", 1)
-    key = key.strip().lstrip("-")
-    key = key.removeprefix("world.")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
+def world_settings(items: typing.Sequence[str]) -> dict[str, typing.Any]:
+    """``KEY=VALUE`` / ``world.KEY=VALUE`` items, read by the config module's override parser."""
+    from semloc.config import parse_override
+
+    out: dict[str, typing.Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SemlocError(f"world setting {item!r}: expected KEY=VALUE, e.g. dominance=0.5")
+        path, value = parse_override(item)
+        if path[0] == "world":
+            path = path[1:]
+        if len(path) != 1:
+            raise SemlocError(f"{item!r}: demo-world settings are flat (world.KEY=VALUE)")
+        out[path[0]] = value
+    return out
 
 
 def build_config(args: argparse.Namespace) -> WorldConfig:
+    """Defaults, then --config (a mapping of WorldConfig fields, optionally under `world:`),
+    then overrides, then the flags; typed and checked like every config (unknown keys named)."""
     from semloc.config import read_config_file
-    from semloc.demo.world import config_from_dict
+    from semloc.demo.world import config_from_dict, validate_config
 
     data: dict[str, typing.Any] = {}
     if args.config:
@@ -110,14 +114,14 @@ def build_config(args: argparse.Namespace) -> WorldConfig:
         if "world" in file_data and isinstance(file_data["world"], dict):
             file_data = file_data["world"]
         data.update(file_data)
-    for text in args.overrides or []:
-        key, value = _parse_override(text)
-        data[key] = value
+    data.update(world_settings(args.overrides or []))
     for flag, name in _FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
             data[name] = value
-    return config_from_dict(data)
+    cfg = config_from_dict(data)
+    validate_config(cfg)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from semloc.config import load_config
-    from semloc.predict import write_predictions
+    from semloc.prediction import write_predictions
     from semloc.runs import load_run
 
     cfg = load_config(args.config, args.overrides)
@@ -83,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from semloc.clip.extract import resolve_device
 
-    device = resolve_device(device)
+    device = resolve_device(device, "--device")
     loaded = load_run(args.run, device)
     if src.is_dir():
         from semloc.features.store import FeatureStore
-        from semloc.predict import predict_store, store_prediction_columns
+        from semloc.prediction import predict_store, store_prediction_columns
 
         store = FeatureStore(src)
         idx = store.indices(None if args.split == "all" else args.split)
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         )
         write_predictions(args.output, store_prediction_columns(loaded, store, preds))
     elif src.is_file():
-        from semloc.predict import predict_posts
+        from semloc.prediction import predict_posts
 
         result = predict_posts(
             loaded,

@@ -12,9 +12,7 @@ Settings: `pretrain.KEY=VALUE` (see `semloc.clip.pretrain.PretrainConfig`) and, 
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from semloc.clip.pretrain import PretrainConfig, ScratchClipConfig
 
@@ -47,26 +45,13 @@ class Settings:
     scratch: ScratchClipConfig = field(default_factory=ScratchClipConfig)
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out += _flatten(v, f"{prefix}{k}.")
-        else:  # JSON is YAML, so the override parser reads the value back exactly
-            out.append(f"{prefix}{k}={json.dumps(v)}")
-    return out
-
-
 def load_settings(
     config_file: str | None, overrides: list[str]
 ) -> tuple[PretrainConfig, ScratchClipConfig]:
     """Defaults, then the config file, then dotted overrides; unknown keys are errors."""
-    from semloc.config import apply_overrides, read_config_file
+    from semloc.config import load_tree
 
-    settings = Settings()
-    from_file = _flatten(read_config_file(config_file)) if config_file else []
-    # the config module's override parser and type checks work on any dataclass tree
-    apply_overrides(settings, [*from_file, *overrides])  # type: ignore[arg-type]
+    settings = load_tree(Settings(), config_file, overrides)
     return settings.pretrain, settings.scratch
 
 

@@ -31,12 +31,27 @@ def run(args: argparse.Namespace) -> int:
         shortcuts.append(f"train.seed={args.seed}")
     if args.epochs is not None:
         shortcuts.append(f"train.epochs={args.epochs}")
-    cfg = load_config(args.config, [*args.overrides, *shortcuts])
+    overrides = [*args.overrides, *shortcuts]
+    if args.resume:
+        # the run continues with its saved config; anything given here is applied on top of it
+        # and refused by train_run when it would change what the run computes
+        from pathlib import Path
+
+        from semloc.config import config_from_dict
+        from semloc.runs import read_resume_checkpoint
+
+        cfg = None
+        last = Path(args.out) / "last.pt"
+        if (args.config or overrides) and last.is_file():
+            saved = config_from_dict(read_resume_checkpoint(last)["config"])
+            cfg = load_config(args.config, overrides, base=saved)
+    else:
+        cfg = load_config(args.config, overrides)
     dist = None
-    from semloc.train import distributed
+    from semloc.training import distributed
 
     if distributed.is_launched():  # started by torchrun
-        dist = distributed.DistContext.from_env(cfg.train.device)
+        dist = distributed.DistContext.from_env(cfg.train.device if cfg else "auto")
     try:
         result = train_run(
             args.store, cfg, args.out, resume=args.resume, overwrite=args.overwrite, dist=dist

@@ -48,7 +48,7 @@ import torch
 from PIL import Image
 
 from semloc.clip.families import CLIP, FAMILIES, BackboneFamily, family_for_model_type
-from semloc.clip.images import to_rgb
+from semloc.clip.images import DECODING, to_rgb
 from semloc.errors import SemlocError
 from semloc.io import sha256_file
 
@@ -509,6 +509,7 @@ class Backbone:
             "preprocessing": {
                 "features": self.family.features,
                 "image": self.preprocessing.as_dict(),
+                "image_decoding": DECODING,  # EXIF orientation, bit depth (clip/images.py)
                 "image_size": self.image_size,
                 "tokenizer": type(self.tokenizer).__name__,
                 "tokenizer_sha256": self.tokenizer_sha256,

@@ -583,7 +583,7 @@ def extraction_backbone(
         cfg.backbone,
         allow_network=cfg.allow_network,
         bf16=cfg.bf16,
-        device=device or resolve_device(cfg.device),
+        device=device or resolve_device(cfg.device, "extract.device"),
     )
 
 
@@ -701,9 +701,9 @@ class StoreExtraction:
         if self.on_shard is not None:
             self.on_shard(k)
 
-    def finish(self) -> ExtractionResult:
+    def finish(self, records: dict[str, Any] | None = None) -> ExtractionResult:
         """The result of a complete store, or write the report and the manifest of one whose
-        shards are all committed."""
+        shards are all committed (`records`: what reading the posts found, `records_summary`)."""
         if self.complete:
             manifest = json.loads((self.out / "manifest.json").read_text())
             return ExtractionResult(self.out, manifest, True, 0)
@@ -712,6 +712,8 @@ class StoreExtraction:
             raise SemlocError(f"{self.out}: shards {missing} are not complete yet")
         extraction, report = _summarise(self.state, self.num_shards, self.run, self.backbone)
         extraction["backbone_path"] = self.backbone.path
+        if records is not None:
+            extraction["records"] = records
         atomic_write_json(self.out / REPORT_FILE, report)
         manifest = self.writer.finalize({"extraction": extraction})
         return ExtractionResult(self.out, manifest, False, self.shards_written)
@@ -795,13 +797,26 @@ def extract_to_store(
             enc = encode_batch(backbone, batch, cfg.image_policy, job.outcomes)
             job.add([it.index for it in batch.items], enc)
             progress.update(len(batch.items))
-    return job.finish()
+    return job.finish(records=records_summary(table, data_cfg))
 
 
-def resolve_device(device: str) -> str:
-    """ "auto" -> "cuda" when a GPU is visible, else "cpu"; anything else as given."""
+def records_summary(table: Any, data_cfg: DataConfig) -> dict[str, Any]:
+    """What reading the posts found (counts, columns used and ignored) for the manifest."""
+    return {
+        **table.counts,
+        **{f"{f}_column": getattr(data_cfg, f"{f}_column") for f in ("text", "label", "image")},
+        "ignored_columns": table.ignored_columns,
+        "warnings": table.warnings,
+    }
+
+
+def resolve_device(device: str, key: str = "device") -> str:
+    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    from semloc.config import check_device_available
+
+    check_device_available(device, key)
     return device
 
 

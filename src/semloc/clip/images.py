@@ -8,12 +8,19 @@ Reasons (the keys counted in an extraction manifest):
     not_an_image        no image decoder recognises it (e.g. a text file named .jpg)
     unsupported_format  a real image in a format we do not decode (HEIC, PSD, EPS, ICO, PDF, ...):
                         decoders for rare formats are attack surface, and CLIP saw none of them
-    too_large           width x height exceeds the pixel limit (decompression bombs); checked on
-                        the header, before a single pixel is decoded
+    too_large           width x height exceeds the pixel limit (decompression bombs), or one side
+                        exceeds MAX_IMAGE_SIDE; checked on the header, before a pixel is decoded
+    bad_shape           one side is more than MAX_ASPECT_RATIO times the other (a 100000x1 strip
+                        would cost CLIP's resize gigabytes); checked on the header too
     truncated           the file ends before the image data does
     corrupt             the header parses but the pixel data does not decode
 
 Only the first frame of animated or multi-page images is used, as the Hugging Face processor does.
+
+A decoded image is what the camera meant (`DECODING`, recorded in every feature store's
+preprocessing): the EXIF orientation of phone photos is applied, and 16-bit or 32-bit greyscale
+(PNG/TIFF modes I;16, I, F) is scaled to 8 bits by the range of its type rather than clipped
+(clipping turns a 16-bit photo almost entirely white).
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_REASONS = (
     "missing",
@@ -33,9 +41,18 @@ IMAGE_REASONS = (
     "not_an_image",
     "unsupported_format",
     "too_large",
+    "bad_shape",
     "truncated",
     "corrupt",
 )
+
+# work bounds checked on the header: CLIP's resize makes the short side ~224 px, so a long side
+# more than MAX_ASPECT_RATIO times the short one only costs memory (and is not a photo)
+MAX_ASPECT_RATIO = 50.0
+MAX_IMAGE_SIDE = 65_535
+ORIENTATION_TAG = 0x0112  # the largest side JPEG and WebP can encode
+# how decoded images are normalised before CLIP's preprocessing (part of the features' identity)
+DECODING = {"exif_orientation": True, "high_bit_depth": "scaled by type range to 8 bits"}
 
 # the formats photos on social media arrive in (the JPEG decoder also opens phones' multi-picture
 # MPO files); AVIF where this Pillow build decodes it
@@ -110,15 +127,7 @@ def _open_checked(fp: BinaryIO, max_pixels: int) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as e:
         # a recognised header that is itself malformed
         raise ImageProblem("corrupt", f"unreadable image header ({e})") from None
-    width, height = img.size
-    if width <= 0 or height <= 0:
-        raise ImageProblem("corrupt", f"image has size {width}x{height}")
-    if width * height > max_pixels:
-        raise ImageProblem(
-            "too_large",
-            f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} "
-            "(extract.max_image_pixels)",
-        )
+    _check_size(img, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -130,6 +139,55 @@ def _open_checked(fp: BinaryIO, max_pixels: int) -> Image.Image:
         if "truncated" in msg or isinstance(e, EOFError):
             raise ImageProblem("truncated", msg) from None
         raise ImageProblem("corrupt", msg) from None
+    return normalise_decoded(img)
+
+
+def _check_size(img: Image.Image, max_pixels: int) -> None:
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageProblem("corrupt", f"image has size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageProblem(
+            "too_large",
+            f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} "
+            "(extract.max_image_pixels)",
+        )
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise ImageProblem("too_large", f"{width}x{height}: a side exceeds {MAX_IMAGE_SIDE} pixels")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageProblem(
+            "bad_shape",
+            f"{width}x{height}: one side is more than {MAX_ASPECT_RATIO:g} times the other",
+        )
+
+
+def normalise_decoded(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation and bring high-bit-depth greyscale to 8 bits by range
+    (see `DECODING`). Raises ImageProblem for an image mode that cannot become RGB."""
+    try:
+        # most photos have no orientation tag (or "upright"): skip exif_transpose's full copy
+        if img.getexif().get(ORIENTATION_TAG, 1) != 1:
+            img = ImageOps.exif_transpose(img)
+    except Exception:  # a malformed EXIF block: the pixels are still usable as stored
+        pass
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(img).astype(np.float64)
+        finite = a[np.isfinite(a)]
+        if img.mode == "F":  # float images: [0, 1] by convention, else their own range
+            in_unit = finite.size and finite.min() >= 0 and finite.max() <= 1
+            lo, hi = (0.0, 1.0) if in_unit or not finite.size else (finite.min(), finite.max())
+        elif img.mode == "I" and finite.size and (finite.min() < 0 or finite.max() > 65535):
+            lo, hi = finite.min(), finite.max()  # a true 32-bit image: its own range
+        else:  # 16-bit samples (PNG/TIFF): the type's range
+            lo, hi = 0.0, 65535.0
+        a = np.nan_to_num(a, nan=lo, posinf=hi, neginf=lo)
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        img = Image.fromarray(np.clip(np.rint((a - lo) * scale), 0, 255).astype(np.uint8))
+    try:
+        if img.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr", "La"):
+            img = img.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageProblem("unsupported_format", f"image mode {img.mode} ({e})") from None
     return img
 
 
@@ -165,16 +223,10 @@ def load_image_bytes(data: bytes, *, max_pixels: int) -> Image.Image:
 
 
 def check_image(img: Image.Image, *, max_pixels: int) -> Image.Image:
-    """Validate an already-decoded PIL image handed over in memory."""
-    width, height = img.size
-    if width <= 0 or height <= 0:
-        raise ImageProblem("corrupt", f"image has size {width}x{height}")
-    if width * height > max_pixels:
-        raise ImageProblem(
-            "too_large",
-            f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}",
-        )
-    return img
+    """Validate an already-decoded PIL image handed over in memory (and normalise it as a file's
+    would be: orientation, bit depth)."""
+    _check_size(img, max_pixels)
+    return normalise_decoded(img)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

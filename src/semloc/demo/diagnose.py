@@ -134,7 +134,7 @@ def slice_scores(
 ) -> dict[str, Any]:
     """One run's accuracy and macro-F1 on each slice of `split` (see SLICES)."""
     from semloc.metrics import classification_metrics
-    from semloc.predict import predict_store
+    from semloc.prediction import predict_store
     from semloc.probes.pooled import labelled
     from semloc.runs import load_run
 

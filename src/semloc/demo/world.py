@@ -111,17 +111,19 @@ def config_to_dict(cfg: WorldConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> WorldConfig:
-    """The inverse of `config_to_dict`; unknown keys are an error naming them."""
-    known = {f.name for f in dataclasses.fields(WorldConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise SemlocError(
-            f"unknown demo-world setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-        )
+    """The inverse of `config_to_dict`, typed and checked by the config module (unknown keys and
+    wrong types named); a class list may be one comma-separated string ("shop,station")."""
+    from semloc.config import apply_dict
+
+    data = dict(data)
+    for key in ("text_dominant_classes", "image_dominant_classes"):
+        if isinstance(data.get(key), str):
+            data[key] = [c.strip() for c in data[key].split(",") if c.strip()]
     try:
-        return normalise_config(WorldConfig(**data))
-    except TypeError as e:
-        raise SemlocError(f"invalid demo-world config: {e}") from None
+        cfg = apply_dict(WorldConfig(), data)
+    except SemlocError as e:
+        raise SemlocError(f"demo-world setting: {e}") from None
+    return normalise_config(cfg)
 
 
 def normalise_config(cfg: WorldConfig) -> WorldConfig:

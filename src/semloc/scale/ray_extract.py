@@ -57,11 +57,12 @@ from semloc.clip.extract import (
     extraction_progress,
     plan_batches,
     post_outcome,
+    records_summary,
     run_record,
     to_feature_batch,
 )
 from semloc.config import DataConfig, ExtractConfig
-from semloc.data.records import FORMATS, Post, assign_splits, read_posts
+from semloc.data.records import FORMATS, Post, PostTable, assign_splits, read_posts
 from semloc.errors import DataError, SemlocError
 from semloc.io import sha256_file
 from semloc.outputs import Predictions, model_outputs
@@ -81,10 +82,27 @@ class PostInputs:
     images: list[Path | None]  # resolved image path of each post
     files: list[Path]
     sha256: str  # of the single file, or of its `name sha256` lines for several
+    tables: list[PostTable]  # what the reader found in each file
 
     def record(self, cfg: ExtractConfig, data_cfg: DataConfig) -> dict[str, Any]:
         """What pins the shard layout: the local path's run record (for one file, identical)."""
         return run_record(self.sha256, len(self.posts), cfg, data_cfg)
+
+    def records_summary(self, data_cfg: DataConfig) -> dict[str, Any]:
+        """The manifest's reading summary: the local path's for one file; for several, counts
+        summed, ignored columns and warnings collected over the files (after dropping nothing:
+        duplicates are refused)."""
+        summaries = [records_summary(t, data_cfg) for t in self.tables]
+        if len(summaries) == 1:
+            return summaries[0]
+        out = dict(summaries[0])
+        for other in summaries[1:]:
+            for key, value in other.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    out[key] = out.get(key, 0) + value
+        out["ignored_columns"] = sorted({c for x in summaries for c in x["ignored_columns"]})
+        out["warnings"] = [w for x in summaries for w in x["warnings"]]
+        return out
 
 
 def input_files(spec: str | Path) -> list[Path]:
@@ -114,14 +132,16 @@ def read_inputs(
     if len(files) == 1:
         table = read_posts(files[0], data_cfg=data_cfg, require_labels=require_labels)
         images = [p.image_path(table.base_dir) for p in table.records]
-        return PostInputs(table.records, images, files, sha256_file(files[0]))
+        return PostInputs(table.records, images, files, sha256_file(files[0]), [table])
     posts: list[Post] = []
     images: list[Path | None] = []
     assigned: list[bool] = []
     first_seen: dict[str, str] = {}
     problems: list[str] = []
+    tables: list[PostTable] = []
     for f in files:
         table = read_posts(f, data_cfg=data_cfg, require_labels=require_labels)
+        tables.append(table)
         assigned.append(table.split_assigned)
         for p in table.records:
             where = f"{f.name} row {p.row}"
@@ -144,7 +164,7 @@ def read_inputs(
     if all(assigned):  # one seeded split over all files, not one per file
         assign_splits(posts, data_cfg)
     lines = "".join(f"{f.name} {sha256_file(f)}\n" for f in files)
-    return PostInputs(posts, images, files, hashlib.sha256(lines.encode()).hexdigest())
+    return PostInputs(posts, images, files, hashlib.sha256(lines.encode()).hexdigest(), tables)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,7 +315,7 @@ class _PredictActor(_ClipActor):
         threads: int,
         batch_size: int,
     ) -> None:
-        from semloc.predict import load_run_backbone
+        from semloc.prediction import load_run_backbone
         from semloc.runs import load_run
 
         torch.set_num_threads(threads)
@@ -421,7 +441,7 @@ def run_ray_extraction(
         on_shard=on_shard,
     )
     if not job.batches:
-        return job.finish()
+        return job.finish(records=inputs.records_summary(data_cfg))
     with job.progress() as progress, ray_session(cfg.ray_address):
         plan = plan_actors(cfg.device, num_actors)
         actor_kwargs = {
@@ -437,7 +457,7 @@ def run_ray_extraction(
                 raise ImageError(enc)
             job.add(spec.indices, enc, spec.outcomes)
             progress.update(len(spec.indices))
-    return job.finish()
+    return job.finish(records=inputs.records_summary(data_cfg))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -456,7 +476,7 @@ def run_ray_prediction(
     batch_size: int = 256,
     device: str | None = None,
 ) -> dict[str, int]:
-    """`semloc predict RUN POSTS` on Ray: the predictions table `semloc.predict.predict_posts` gives.
+    """`semloc predict RUN POSTS` on Ray: the predictions table `semloc.prediction.predict_posts` gives.
 
     Each actor holds the run's model and its CLIP (from the checkpoint's `backbone_path`, or
     `backbone_override`; verified against the run's feature header, as the local path does), on
@@ -467,7 +487,7 @@ def run_ray_prediction(
     of the model's batched arithmetic. Returns post counts per image outcome, like
     `PostPredictions.counts`.
     """
-    from semloc.predict import load_run_backbone, prediction_columns, write_predictions
+    from semloc.prediction import load_run_backbone, prediction_columns, write_predictions
     from semloc.runs import load_run, resolve_checkpoint
 
     loaded = load_run(run, "cpu")

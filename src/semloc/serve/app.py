@@ -58,7 +58,7 @@ from semloc.clip.images import ImageProblem, load_image_bytes, to_rgb
 from semloc.config import Config, ExtractConfig, ServeConfig
 from semloc.errors import SemlocError
 from semloc.outputs import Predictions
-from semloc.predict import header_differences, load_run_backbone
+from semloc.prediction import header_differences, load_run_backbone
 from semloc.runs import LoadedRun, load_run
 from semloc.serve.batcher import MicroBatcher
 

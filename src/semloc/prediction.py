@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from semloc.config import DataConfig, ExtractConfig
+from semloc.config import DataConfig, ExtractConfig, flatten_dict
 from semloc.errors import SemlocError
 from semloc.io import atomic_write_bytes, atomic_write_text
 from semloc.outputs import Predictions, model_outputs
@@ -36,21 +36,19 @@ if TYPE_CHECKING:
     from semloc.features.store import FeatureStore
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    return out
-
-
 def header_differences(actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
-    """What differs between a backbone's feature header and the one a run was trained on."""
+    """What differs between a backbone's feature header and the one a run was trained on.
+
+    The weights and preprocessing are a CLIP's identity; its name is a label (a moved or
+    renamed directory is the same model), so names never differ (`LABEL_KEYS`)."""
+    from semloc.features.store import LABEL_KEYS
+
     diffs = []
     for key in ("backbone", "preprocessing", "dims"):
-        a, e = _flatten(actual.get(key), key), _flatten(expected.get(key), key)
+        a, e = flatten_dict(actual.get(key), key), flatten_dict(expected.get(key), key)
         for k in sorted(set(a) | set(e)):
+            if k in LABEL_KEYS:
+                continue
             if a.get(k) != e.get(k):
                 diffs.append(f"{k}: run has {e.get(k)!r}, this CLIP gives {a.get(k)!r}")
     return diffs

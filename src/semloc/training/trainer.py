@@ -5,7 +5,7 @@ construction. AdamW, linear warm-up then cosine decay, gradient clipping, early 
 macro-F1, seeded and resumable. Model selection looks at the dev split only; the test split is
 never touched here.
 
-Distributed data parallel: pass a `DistContext` (see `semloc.train.distributed`); the trainer then
+Distributed data parallel: pass a `DistContext` (see `semloc.training.distributed`); the trainer then
 wraps the model in DDP, reduces the training loss across ranks, gathers dev predictions from every
 rank before computing metrics, and writes checkpoints and logs on rank 0 only.
 """
@@ -26,7 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from semloc.config import TrainConfig
+from semloc.config import TrainConfig, check_device_available
+from semloc.errors import SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.io import atomic_path, atomic_write_json
 from semloc.metrics import HEADLINE, classification_metrics
@@ -36,8 +37,10 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device_available(name, "train.device")
     return torch.device(name)
 
 
@@ -168,17 +171,23 @@ class Trainer:
         return payload
 
     def resume(self, path: str | Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model_state"])
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        self.scheduler.load_state_dict(state["scheduler_state"])
-        torch.set_rng_state(state["torch_rng_state"].cpu())
-        self.history = list(state["history"])
-        self.best_score = float(state["best_score"])
-        self.best_epoch = int(state["best_epoch"])
-        self.best_metrics = dict(state["dev_metrics"])
-        self.bad_epochs = int(state["bad_epochs"])
-        self.start_epoch = int(state["epoch"]) + 1
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(state["model_state"])
+            self.optimizer.load_state_dict(state["optimizer_state"])
+            self.scheduler.load_state_dict(state["scheduler_state"])
+            torch.set_rng_state(state["torch_rng_state"].cpu())
+            self.history = list(state["history"])
+            self.best_score = float(state["best_score"])
+            self.best_epoch = int(state["best_epoch"])
+            self.best_metrics = dict(state["dev_metrics"])
+            self.bad_epochs = int(state["bad_epochs"])
+            self.start_epoch = int(state["epoch"]) + 1
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise SemlocError(
+                f"cannot resume from {path}: it is damaged or does not fit this model "
+                f"({type(e).__name__}: {e}); start over with --overwrite"
+            ) from None
 
     # -------------------------------------------------------------------------- the loop
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from semloc.config import config_to_dict
 from semloc.errors import SemlocError
 from semloc.features.store import FeatureStore
-from semloc.io import atomic_write_json
+from semloc.io import atomic_write_json, sha256_json
 from semloc.metrics import aggregate, classification_metrics
-from semloc.predict import predict_store
+from semloc.prediction import predict_store
 from semloc.runs import LoadedRun, load_run, require_split
 
 
@@ -32,6 +33,7 @@ def evaluate_runs(
     out_name: str | None = None,
     plots: bool = True,
     device: str = "cpu",
+    batch_size: int = 256,
 ) -> dict[str, Any]:
     """Evaluate one or more runs (e.g. seeds) on a split; returns per-run metrics and mean ± std.
 
@@ -46,7 +48,7 @@ def evaluate_runs(
         if idx.size == 0:
             raise SemlocError(f"the '{split}' posts of {store.root} carry no labels")
         store.check_labels(run.labels, idx, what=f"run {run.path}")
-        preds = predict_store(run, store, idx, device=device)
+        preds = predict_store(run, store, idx, device=device, batch_size=batch_size)
         metrics = classification_metrics(preds.labels, preds.logits.argmax(1), run.labels)
         metrics.update(
             split=split,
@@ -64,5 +66,27 @@ def evaluate_runs(
             title = f"{run.meta['model_name']} — {split}"
             plot_confusion(metrics["confusion_matrix"], run.labels, out / "confusion.png", title)
             plot_per_class_f1(metrics["per_class"], out / "per_class_f1.png", title)
+        metrics["model_key"] = model_key(run)
         results.append(metrics)
-    return {"split": split, "runs": results, "aggregate": aggregate(results)}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for m in results:
+        groups.setdefault(m["model_key"], []).append(m)
+    return {
+        "split": split,
+        "runs": results,
+        # mean ± std only over runs of one model (seeds); runs of different models are grouped
+        "groups": [
+            {"model": key, "runs": [m["run"] for m in ms], "aggregate": aggregate(ms)}
+            for key, ms in groups.items()
+        ],
+        "aggregate": aggregate(results) if len(groups) == 1 else None,
+    }
+
+
+def model_key(run: LoadedRun) -> str:
+    """What makes runs seeds of one model: the model name and config, and the features.
+    Runs with equal keys may be averaged; others may not (training settings may differ)."""
+    cfg = config_to_dict(run.config)
+    model = {k: v for k, v in cfg["model"].items() if k != "gate_bias_init"}  # from the data
+    digest = sha256_json({"model": model, "features": run.meta.get("feature_fingerprint")})
+    return f"{run.meta['model_name']}@{digest[:8]}"

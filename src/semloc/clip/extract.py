@@ -40,7 +40,9 @@ batches, so a resumed store is bit-identical.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -440,7 +442,9 @@ def _featurize(
     batches = plan_batches(n, [0], max(n, 1), max(1, cfg.batch_size))
     by_index = {o.index: o for o in outcomes}
     enc = EncodedPosts()
-    for batch in _iterate(source, batches, cfg.num_workers):
+    # decoding workers by the budget; torch threads stay the caller's (a server, a notebook)
+    workers = thread_budget(cfg.num_workers, cfg.num_threads)[0]
+    for batch in _iterate(source, batches, workers):
         enc.extend(encode_batch(backbone, batch, cfg.image_policy, by_index))
     return to_feature_batch(enc, backbone, dtype or cfg.dtype), outcomes
 
@@ -789,8 +793,9 @@ def extract_to_store(
         PostLoader.for_backbone(backbone, cfg.max_image_pixels),
     )
     checked_bf16 = not backbone.bf16
-    with job.progress() as progress:
-        for batch in _iterate(source, job.batches, cfg.num_workers):
+    workers, threads = thread_budget(cfg.num_workers, cfg.num_threads)
+    with job.progress() as progress, torch_threads(threads):
+        for batch in _iterate(source, job.batches, workers):
             if not checked_bf16:
                 check_bf16(backbone, batch)
                 checked_bf16 = True
@@ -808,6 +813,45 @@ def records_summary(table: Any, data_cfg: DataConfig) -> dict[str, Any]:
         "ignored_columns": table.ignored_columns,
         "warnings": table.warnings,
     }
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_budget(
+    num_workers: int = -1, num_threads: int = 0, cores: int | None = None
+) -> tuple[int, int]:
+    """(decoding workers, torch threads) for extraction: each as given when set (>= 0 workers,
+    >= 1 threads), else chosen for `cores` (default: `usable_cores()`).
+
+    The towers are the work: at ViT-B/32 size decoding + resizing a photo costs about a tenth of
+    the towers' time on it (docs/scale.md has the profile), so the towers get every core and one
+    decoding worker per 8 cores (at least one) runs ahead of them, sleeping on its full prefetch
+    queue most of the time. Fewer torch threads than cores would idle a core for the towers;
+    more workers would only add processes fighting the towers for the same cores.
+    """
+    cores = cores or usable_cores()
+    workers = num_workers if num_workers >= 0 else max(1, cores // 8)
+    threads = num_threads if num_threads >= 1 else cores
+    return workers, threads
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set for the duration (it is process-wide), then restored."""
+    before = torch.get_num_threads()
+    if num_threads != before:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def resolve_device(device: str, key: str = "device") -> str:

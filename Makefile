@@ -20,7 +20,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q $(PIP_C) -e ".[serve,ray,dev]"
+	$(BIN)/pip install -q $(PIP_C) -e ".[serve,ray,dev,tracking,export]"
 	touch $@
 
 install: $(VENV)/.installed

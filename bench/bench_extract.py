@@ -203,21 +203,15 @@ def naive_loop(model, processor, posts, base_dir: Path) -> float:
 
 
 def native_bf16() -> tuple[bool, str]:
-    """Whether this machine runs bf16 matmuls natively, and the evidence."""
-    try:
-        from semloc.precision import native_bf16 as shared  # the project's one rule, when present
+    """Whether this machine runs bf16 matmuls natively (`semloc.precision`'s rule, the one
+    `extract.bf16=auto` applies), and the evidence."""
+    from semloc.precision import BF16_CPU_FLAGS, cpu_flags, native_bf16
 
-        return shared()
-    except ImportError:
-        pass
     if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported(), torch.cuda.get_device_name()
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False, "no /proc/cpuinfo to read CPU flags from"
-    found = sorted(flags & {"avx512_bf16", "amx_bf16"})
-    return bool(found), ("CPU flags " + ", ".join(found)) if found else "no avx512_bf16/amx_bf16"
+        return native_bf16("cuda"), torch.cuda.get_device_name()
+    found = sorted(cpu_flags() & BF16_CPU_FLAGS)
+    evidence = ("CPU flags " + ", ".join(found)) if found else "no avx512_bf16/amx_bf16 flag"
+    return native_bf16("cpu"), evidence
 
 
 def cpu_name() -> str:

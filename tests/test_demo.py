@@ -159,3 +159,29 @@ def test_diagnose_refuses_a_store_of_another_world(quick_demo, tmp_path, capsys)
     rc = diagnose(["--world", str(other), "--store", summary["features"]["dir"]])
     assert rc == 2
     assert "not in this demo world" in capsys.readouterr().err
+
+
+def test_quick_demo_profiles_its_test_users(quick_demo):
+    workdir, rc, _ = quick_demo
+    assert rc == 0
+    summary = json.loads((workdir / "summary.json").read_text())
+    people = summary["people"]
+    world_dir = Path(summary["world"]["dir"])
+    world = [json.loads(line) for line in (world_dir / "posts.jsonl").open()]
+    test_users = {p["user"] for p in world if p["split"] == "test"}
+    assert people["test_users"] == len(test_users) >= 2
+    assert people["profiled_users"] >= 1
+    assert people["test_posts"] == sum(p["split"] == "test" for p in world)
+    assert set(people["population"]) == {"cc", "pcc", "acc", "pacc"}
+    for e in people["population"].values():
+        assert 0.0 <= e["abs_error"] <= 1.0
+    # the truth is recomputed from the world, not from the predictions
+    labels = people["labels"]
+    tests = [p["label"] for p in world if p["split"] == "test"]
+    assert people["true_shares"] == pytest.approx([tests.count(c) / len(tests) for c in labels])
+    assert {u["user"] for u in people["users"]} <= test_users
+    report = (workdir / "report.md").read_text()
+    assert "## From posts to people (test users)" in report and "sensitive" in report
+    profile = workdir / "people" / "profile"
+    for name in ("report.md", "user_shares.csv", "activity_population.png", "routines.csv"):
+        assert (profile / name).is_file(), name

@@ -58,9 +58,9 @@ def test_output_follows_the_post_format(tiny_world):
     assert len({p["id"] for p in posts}) == len(posts)
     for p in posts:
         assert (
-            {"id", "text", "label", "split"}
+            {"id", "text", "label", "split", "user", "created_at"}
             <= p.keys()
-            <= {"id", "text", "image", "label", "split"}
+            <= {"id", "text", "image", "label", "split", "user", "created_at"}
         )
         assert isinstance(p["text"], str)
         assert p["label"] in info["classes"]

@@ -288,18 +288,19 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
     assert "no CUDA" in capsys.readouterr().err
 
 
-def test_outputs_in_the_way_are_named(trained, tmp_path, capsys):
+def test_outputs_in_the_way_are_named(trained, tmp_path, tiny_clip_dir, capsys):
     d, posts = trained
     a_file = tmp_path / "file"
     a_file.write_text("keep me")
     assert main(["train", str(d / "store"), "--out", str(a_file), *FAST]) == 2
     assert "is an existing file, not a directory" in capsys.readouterr().err
-    assert main(["extract", str(posts), "--backbone", "x", "--out", str(a_file)]) == 2
+    assert extract(posts, a_file, tiny_clip_dir) == 2
+    assert "is an existing file, not a directory" in capsys.readouterr().err
     assert a_file.read_text() == "keep me"
-    a_dir = tmp_path / "dir"
+    a_dir = tmp_path / "preds.csv"
     a_dir.mkdir()
     assert main(["predict", str(d / "run"), str(d / "store"), "-o", str(a_dir)]) == 2
-    assert "is a directory; give a file name" in capsys.readouterr().err
+    assert "preds.csv is a directory" in capsys.readouterr().err
     assert main(["predict", str(d / "run"), str(d / "store"), "-o", str(a_file / "x.csv")]) == 2
     assert "is an existing file, not a directory" in capsys.readouterr().err
     assert list(a_dir.iterdir()) == []

@@ -337,3 +337,30 @@ def test_every_kind_of_image_file_is_used_or_named(tmp_path, tiny_clip_dir, caps
     err = capsys.readouterr().err
     assert rc == 2 and "p0" in err and "Traceback" not in err
     assert not (tmp_path / "f" / "manifest.json").exists()
+
+
+CONFIG_FILES = {
+    "5000-digit int": ("c.json", '{"train": {"epochs": ' + "9" * 5000 + "}}", "cannot be read"),
+    "deep yaml": ("c.yaml", "[" * 20_000 + "]" * 20_000, "cannot be read"),
+    "not a mapping": ("c.yaml", "- 1\n- 2\n", "must contain a mapping"),
+    "unknown key": ("c.yaml", "train:\n  epoch: 3\n", "unknown config key 'train.epoch'"),
+    "wrong type": ("c.yaml", "train:\n  epochs: three\n", "expected an integer"),
+    "out of range": ("c.yaml", "train:\n  batch_size: -4\n", "out of range"),
+    "bad yaml": ("c.yaml", "train: [unclosed\n", "is not valid yaml"),
+    "empty column": ("c.yaml", "data:\n  text_column: ''\n", "must not be empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_FILES))
+def test_bad_config_files_are_named(case, tmp_path, capsys):
+    from semloc.features.synthetic import make_random_store
+
+    name, text, needle = CONFIG_FILES[case]
+    (tmp_path / name).write_text(text)
+    store = make_random_store(tmp_path / "store", 20).root
+    rc = main(
+        ["train", str(store), "--out", str(tmp_path / "run"), "--config", str(tmp_path / name)]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -120,10 +120,12 @@ def test_predict_returns_label_probabilities_and_explanations(served) -> None:
     r = predict(client, "sunny afternoon in the park", jpeg_bytes(1, (90, 50)), explain="true")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["label"] in labels
+    assert body["predicted_label"] in labels
+    assert body["label"] == body["predicted_label"]  # the deprecated alias
     assert list(body["probabilities"]) == labels
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert body["predicted_label"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert body["text_replaced_characters"] == 0
     assert -1.0 <= body["similarity"] <= 1.0 and 0.0 <= body["gate"] <= 1.0
     assert body["modality_weights"]["text"] + body["modality_weights"]["image"] == pytest.approx(1)
     assert body["image"] == {"outcome": "present", "detail": None}
@@ -363,6 +365,8 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(
     kwargs, status, code = _bad_requests(server_image)[case]
     kwargs = dict(kwargs)
     url = kwargs.pop("url", "/predict")
+    # these cases are about refusals: an unusable image is a 4xx only under image_policy=fail
+    kwargs["params"] = {"image_policy": "fail", **kwargs.get("params", {})}
     r = client.post(url, **kwargs)
     assert r.status_code == status, r.text
     error = r.json()["error"]
@@ -423,7 +427,8 @@ def test_served_predictions_equal_offline_predict(served, tmp_path: Path) -> Non
     assert set(served_rows) == set(offline)
     for pid, want in offline.items():
         got = served_rows[pid]
-        assert got["label"] == want["predicted_label"], pid
+        assert got["predicted_label"] == want["predicted_label"], pid
+        assert got["image"]["outcome"] == offline_posts[pid]["image_outcome"], pid
         for lab in labels:
             assert got["probabilities"][lab] == pytest.approx(float(want[f"p_{lab}"]), abs=1e-5)
         assert got["similarity"] == pytest.approx(float(want["similarity"]), abs=1e-5)
@@ -542,6 +547,11 @@ def test_cli_serve_reports_bad_arguments(tmp_path: Path, capsys) -> None:
     assert "not a run directory" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
     assert "not a TCP port" in capsys.readouterr().err
+    for setting in ("serve.read_timeout_s=0", "serve.max_connections=-1", "serve.max_wait_ms=-1"):
+        assert main(["serve", str(tmp_path), setting]) == 2
+        assert f"config key '{setting.split('=')[0]}'" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "serve.image_policy=skip"]) == 2  # not a server policy
+    assert "serve.image_policy" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -550,7 +560,7 @@ def test_cli_serve_reports_bad_arguments(tmp_path: Path, capsys) -> None:
 def test_early_resize_gives_the_same_pixels(tiny_backbone, size, mode) -> None:
     """The server resizes uploads on the request's thread; CLIP's preprocessing must then see
     exactly what it would have made itself."""
-    from semloc.serve.app import presize
+    from semloc.serve.predictor import presize
 
     prep = tiny_backbone.preprocessing
     img = random_image(9, size, mode)

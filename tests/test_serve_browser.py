@@ -60,15 +60,18 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(chromium: str, tmp_path_factory: pytest.TempPathFactory, tiny_backbone) -> Iterator[str]:
     """uvicorn on 127.0.0.1 in a thread, serving the shared tiny run; yields the base URL."""
+
     import uvicorn
 
     from semloc.config import ServeConfig
     from semloc.serve.app import create_app
+    from semloc.serve.server import server_config
 
     _, _, run = shared_served_run(tmp_path_factory, tiny_backbone)
     app = create_app(run, ServeConfig(device="cpu"), backbone=tiny_backbone)
     port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # the settings `semloc serve` runs with (timeouts, connection cap, head limit)
+    config = server_config(app, ServeConfig(host="127.0.0.1", port=port), log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

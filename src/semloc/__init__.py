@@ -8,13 +8,18 @@ transformers until a name that needs them is used.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("semloc")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+
+def _version() -> str:
+    # importlib.metadata costs more than the rest of `import semloc`: read it on first use
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("semloc")
+    except PackageNotFoundError:  # running from a source tree without installation
+        return "0.0.0+unknown"
+
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -42,6 +47,9 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'semloc' has no attribute {name!r}")

@@ -175,10 +175,11 @@ def extract(
 class Run:
     """A trained run directory: its model, labels, config and metrics, and what it can do."""
 
-    def __init__(self, path: str | Path, *, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, *, device: str = "cpu", runtime: str = "torch") -> None:
         from semloc.runs import load_run as _load_run
 
-        self.loaded = _load_run(path, device)
+        # runtime="onnx": the model of `semloc export` on onnxruntime (same predictions)
+        self.loaded = _load_run(path, device, runtime=runtime)
         self.path = self.loaded.path
         self.device = device
         self._backbone: Any = None
@@ -305,9 +306,9 @@ def train(
     return Run(out)
 
 
-def load_run(path: str | Path, *, device: str = "cpu") -> Run:
-    """A trained run directory (or checkpoint file)."""
-    return Run(path, device=device)
+def load_run(path: str | Path, *, device: str = "cpu", runtime: str = "torch") -> Run:
+    """A trained run directory (or checkpoint file); runtime="onnx" runs its ONNX export."""
+    return Run(path, device=device, runtime=runtime)
 
 
 def evaluate(

@@ -64,6 +64,14 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0  # DataLoader worker processes reading the feature store
     progress: bool = True
+    # speed (semloc.precision): autocast precision; auto = bf16 where the hardware runs it
+    # natively (CUDA with bf16, CPUs with AVX-512-BF16/AMX), else fp32; fp16 adds loss scaling
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "fp32"
+    num_threads: int = 0  # torch CPU threads while training (0 = torch's default, one per core)
+    compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU)
+    # tracking (semloc.tracking): any of tensorboard, mlflow; written under tracking_dir
+    report_to: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list)
+    tracking_dir: str = ""  # empty = the run directory (an experiment: its output directory)
 
 
 @dataclass
@@ -73,6 +81,9 @@ class DataConfig:
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    # IANA zone (e.g. Europe/Berlin) for `created_at` values without an offset and for epoch
+    # seconds; times written with an offset keep it (the poster's own wall clock)
+    timezone: str = "UTC"
     # the source column holding each field, for files whose columns have other names
     # (e.g. data.text_column=caption) instead of renaming them
     id_column: str = "id"
@@ -80,6 +91,8 @@ class DataConfig:
     image_column: str = "image"
     label_column: str = "label"
     split_column: str = "split"
+    user_column: str = "user"
+    created_at_column: str = "created_at"
 
 
 @dataclass
@@ -89,7 +102,9 @@ class ExtractConfig:
     backbone: str = ""  # Hugging Face CLIP directory or hub id
     allow_network: bool = False  # hub downloads only when explicitly allowed
     batch_size: int = 32
-    bf16: bool = False  # bf16 autocast for the towers (checked against fp32 in the tests)
+    # bf16 autocast for the towers (checked against fp32 in the tests); auto = where the device
+    # runs bf16 natively (semloc.precision.resolve_precision), else fp32
+    bf16: bool | Literal["auto"] = False
     dtype: Literal["float16", "float32"] = "float16"  # storage dtype of the features
     shard_size: int = 1024  # posts per committed shard (the unit of resume)
     # image decoding processes and torch threads for the towers; -1 / 0 = chosen for this
@@ -113,7 +128,9 @@ class ServeConfig:
     max_batch_size: int = 32  # posts per model call (CLIP + model); 1 turns micro-batching off
     max_wait_ms: float = 5.0  # how long a lone request may wait for others to join its batch
     max_upload_bytes: int = 10_000_000  # body of POST /predict, and each image of a batch
-    max_image_pixels: int = 40_000_000  # width x height, checked on the header (bombs)
+    # width x height, checked on the header (bombs) and for the size CLIP would resize it to
+    # (a 1 x 5000 strip becomes 224 x 1.1 million)
+    max_image_pixels: int = 40_000_000
     max_text_chars: int = 5000
     max_batch_posts: int = 64  # posts in one POST /predict/batch
     max_batch_request_bytes: int = 100_000_000  # body of POST /predict/batch (base64 JSON)
@@ -122,6 +139,21 @@ class ServeConfig:
     # torch CPU threads for CLIP + model (0 = torch's default, one per core); fewer than the
     # cores leaves room for HTTP parsing and image decoding, which run alongside
     num_threads: int = 0
+    # what an unusable image does when a request has no ?image_policy=: text-only (predict from
+    # the text and report the image's outcome, as every CLI verb does) | fail (a 4xx)
+    image_policy: Literal["text-only", "fail"] = "text-only"
+    # slow or stalled clients: a request's headers and body must arrive within read_timeout_s of
+    # its first byte (or of the connection opening), else 408 and the connection is closed; an
+    # idle keep-alive connection is closed after keep_alive_timeout_s
+    read_timeout_s: float = 10.0
+    keep_alive_timeout_s: float = 5.0
+    # open connections at once; a request beyond them gets 503 (retry later), so stalled
+    # clients cannot take every socket and file descriptor
+    max_connections: int = 128
+    max_header_bytes: int = 16_384  # request line + headers; a larger head is refused with 431
+    # the model's runtime: torch (the checkpoint) or onnx (`semloc export RUN --format onnx`);
+    # CLIP featurisation runs in PyTorch either way
+    runtime: Literal["torch", "onnx"] = "torch"
 
 
 @dataclass
@@ -194,6 +226,11 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
 
 
 def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -225,7 +262,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}' has no key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         value = raw
     return key.split("."), value
 
@@ -304,8 +341,21 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "extract.num_workers": (-1, None, False, False),
     "extract.num_threads": (0, None, False, False),
     "extract.max_image_pixels": (1, None, False, False),
+    "serve.port": (0, 65535, False, False),
+    "serve.max_batch_size": (1, None, False, False),
+    "serve.max_wait_ms": (0, None, False, False),
+    "serve.max_upload_bytes": (1, None, False, False),
+    "serve.max_image_pixels": (1, None, False, False),
+    "serve.max_text_chars": (0, None, False, False),
+    "serve.max_batch_posts": (1, None, False, False),
+    "serve.max_batch_request_bytes": (1, None, False, False),
+    "serve.num_threads": (0, None, False, False),
+    "serve.read_timeout_s": (0, None, True, False),
+    "serve.keep_alive_timeout_s": (0, None, True, False),
+    "serve.max_connections": (1, None, False, False),
+    "serve.max_header_bytes": (1024, None, False, False),
 }
-_DEVICE_KEYS = ("train.device", "extract.device")
+_DEVICE_KEYS = ("train.device", "extract.device", "serve.device")
 _NON_EMPTY_KEYS = (
     "data.id_column",
     "data.text_column",
@@ -395,6 +445,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {e}"
         ) from None
+    except (RecursionError, ValueError) as e:  # nesting too deep, an integer past the digit limit
+        raise ConfigError(f"config file {path} cannot be read: {str(e)[:200]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

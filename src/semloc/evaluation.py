@@ -12,6 +12,7 @@ from semloc.errors import SemlocError
 from semloc.features.store import FeatureStore
 from semloc.io import atomic_write_json, sha256_json
 from semloc.metrics import aggregate, classification_metrics
+from semloc.outputs import Predictions
 from semloc.prediction import predict_store
 from semloc.runs import LoadedRun, load_run, require_split
 
@@ -25,6 +26,19 @@ def open_run_store(run: LoadedRun, store_path: str | Path | None) -> FeatureStor
     return store
 
 
+def calibration_block(run: LoadedRun, preds: Predictions) -> dict[str, Any]:
+    """ECE/Brier/NLL of the raw softmax and at the run's temperature (1.0 for a run trained
+    before calibration existed) on the evaluated posts."""
+    from semloc.calibration import BINNING, calibration_metrics
+
+    return {
+        "binning": BINNING,
+        "temperature": run.temperature,
+        "before": calibration_metrics(preds.logits, preds.labels, 1.0),
+        "after": calibration_metrics(preds.logits, preds.labels, run.temperature),
+    }
+
+
 def evaluate_runs(
     runs: list[str | Path],
     split: str = "test",
@@ -34,6 +48,7 @@ def evaluate_runs(
     plots: bool = True,
     device: str = "cpu",
     batch_size: int = 256,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Evaluate one or more runs (e.g. seeds) on a split; returns per-run metrics and mean ± std.
 
@@ -41,7 +56,7 @@ def evaluate_runs(
     error (listed), not silently skipped."""
     results = []
     for run_path in runs:
-        run = load_run(run_path, device)
+        run = load_run(run_path, device, runtime=runtime)
         store = open_run_store(run, store_path)
         idx = require_split(store, split, f"nothing to evaluate on '{split}'")
         idx = idx[np.array([store.raw_labels[i] is not None for i in idx], dtype=bool)]
@@ -57,15 +72,28 @@ def evaluate_runs(
             seed=run.config.train.seed,
             num_params=run.meta.get("num_params"),
         )
+        metrics["calibration"] = calibration_block(run, preds)
         out = run.path / (out_name or f"eval-{split}")
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "metrics.json", metrics)
         if plots:
+            from semloc.calibration import plot_reliability
             from semloc.plots import plot_confusion, plot_per_class_f1
 
+            cal = metrics["calibration"]
+            plot_reliability(
+                cal["before"],
+                cal["after"],
+                out / "reliability.png",
+                f"{run.meta['model_name']} — {split}",
+            )
             title = f"{run.meta['model_name']} — {split}"
             plot_confusion(metrics["confusion_matrix"], run.labels, out / "confusion.png", title)
             plot_per_class_f1(metrics["per_class"], out / "per_class_f1.png", title)
+        if out_name is None:  # the model card lists the run's standard evaluations
+            from semloc.model_card import write_model_card
+
+            write_model_card(run.path, run.meta)
         metrics["model_key"] = model_key(run)
         results.append(metrics)
     groups: dict[str, list[dict[str, Any]]] = {}

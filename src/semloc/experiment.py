@@ -56,6 +56,7 @@ from semloc.io import atomic_write_json
 from semloc.metrics import SUMMARY_KEYS, aggregate
 from semloc.models import MODEL_NAMES, build_model
 from semloc.probes.zeroshot import MODALITIES, EncodeTexts, text_encoder_for_store
+from semloc.tracking import TrackedRun, log_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,15 @@ _MODEL_KEYS = {
     "linear_probe": {"name", "kind", "Cs", "max_iter"},
 }
 # settings that change how a run is executed, not what it computes: a cell stays the same cell
-_NOT_IDENTITY = {"progress", "device", "num_workers", "eval_batch_size"}
+_NOT_IDENTITY = {
+    "progress",
+    "device",
+    "num_workers",
+    "eval_batch_size",
+    "num_threads",
+    "report_to",
+    "tracking_dir",
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,8 +390,44 @@ def _device_name(cfg: Config) -> str:
     return str(resolve_device(cfg.train.device))
 
 
+def _tracked_cell(grid: Grid, cell: Cell) -> TrackedRun:
+    """A cell as a tracked run (train.report_to): named and tagged by its grid coordinates."""
+    tags: dict[str, Any] = {
+        "grid": grid.name,
+        "store": cell.store.key,
+        "model": cell.model.name,
+        "kind": cell.model.kind,
+        "split": grid.split,
+    }
+    if cell.store.x is not None:
+        tags[grid.x_label] = cell.store.x
+    if cell.seed is not None:
+        tags["seed"] = cell.seed
+    return TrackedRun(
+        experiment=grid.name, name=f"{cell.store.key}/{cell.model.name}/{cell.dir.name}", tags=tags
+    )
+
+
+def _track_cell(grid: Grid, cell: Cell, out: Path, metrics: dict[str, Any]) -> None:
+    """Log a finished cell's evaluation to its tracked run (trained cells: the training's)."""
+    cfg = (
+        cell_config(grid, cell)
+        if cell.model.kind == "train"
+        else load_config(grid.config, [*grid.overrides, *grid.final_overrides])
+    )
+    if cfg.train.report_to:
+        log_evaluation(
+            cfg.train.report_to,
+            cell.dir,
+            metrics,
+            split=grid.split,
+            tracking_dir=cfg.train.tracking_dir or out,
+            run=_tracked_cell(grid, cell),
+        )
+
+
 def _run_cell(
-    grid: Grid, cell: Cell, encoders: dict[str, EncodeTexts], plots: bool
+    grid: Grid, cell: Cell, encoders: dict[str, EncodeTexts], plots: bool, out: Path
 ) -> dict[str, Any]:
     from semloc.evaluation import evaluate_runs
     from semloc.probes.linear_probe import run_linear_probe
@@ -391,10 +436,19 @@ def _run_cell(
 
     if cell.model.kind == "train":
         cfg = cell_config(grid, cell)
+        # every cell's tracked run goes to one store for the grid (default: its output dir)
+        cfg.train.tracking_dir = cfg.train.tracking_dir or str(out)
         last = cell.dir / "last.pt"
         # without last.pt nothing can be resumed: start afresh (overwrite drops a lone best.pt
         # left by a kill between the two checkpoint writes of the first epoch)
-        train_run(cell.store.path, cfg, cell.dir, resume=last.exists(), overwrite=True)
+        train_run(
+            cell.store.path,
+            cfg,
+            cell.dir,
+            resume=last.exists(),
+            overwrite=True,
+            tracked=_tracked_cell(grid, cell),
+        )
         result = evaluate_runs(
             [cell.dir],
             grid.split,
@@ -509,7 +563,8 @@ def run_grid(
         cell.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(cell.dir / "cell.json", ident)
         t0 = time.perf_counter()
-        m = _run_cell(grid, cell, encoders, plots)
+        m = _run_cell(grid, cell, encoders, plots, out)
+        _track_cell(grid, cell, out, m)
         seconds = time.perf_counter() - t0
         durations.setdefault(cell.model.name, []).append(seconds)
         remaining -= 1

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from semloc.io import atomic_path, atomic_write_text
+from semloc.io import atomic_write_text
 from semloc.metrics import SUMMARY_KEYS, format_mean_std
 
 if TYPE_CHECKING:
@@ -153,10 +153,9 @@ def write_tables(grid: Grid, rows: Rows, out: Path) -> dict[str, Path]:
 
 def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
     """Bar chart of macro-F1 per model (one store), or macro-F1 against x (a series)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from semloc.plots import model_color, save_figure  # sets the Agg backend
 
     if grid.is_series:
         # left: macro-F1 against x; right: the same relative to each model's value at the
@@ -164,12 +163,11 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
         path = out / "noise.png"
         fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(12, 4.5))
         x0 = min(s.x for s in grid.stores if s.x is not None)
-        # a colour per model (tab10 repeats after ten lines), SG-MFT drawn heavier, training-free
-        # baselines dashed
-        cmap = plt.get_cmap("tab10" if len(grid.models) <= 10 else "tab20")
-        for i, model in enumerate(grid.models):
+        # each model in its own fixed colour (the same in every plot), SG-MFT drawn heavier,
+        # training-free baselines dashed
+        for model in grid.models:
             style = {
-                "color": cmap(i),
+                "color": model_color(model.name),
                 "linestyle": "-" if model.kind == "train" else "--",
                 "linewidth": 2.6 if model.name == "sgmft" else 1.4,
                 "zorder": 3 if model.name == "sgmft" else 2,
@@ -206,7 +204,7 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
         means = [r["macro_f1"]["mean"] for r in rows]
         stds = [r["macro_f1"]["std"] for r in rows]
         fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(rows) + 2), 4.5))
-        colors = ["tab:orange" if r["kind"] != "train" else "tab:blue" for r in rows]
+        colors = [model_color(r["model"]) for r in rows]
         ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
         for i, (m, sd) in enumerate(zip(means, stds, strict=True)):  # above the error bar
             ax.text(i, m + sd + 0.01, f"{m * 100:.1f}", ha="center", va="bottom", fontsize=8)
@@ -215,7 +213,4 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
         ax.set_title(f"{grid.name}: macro-F1 (mean ± std over seeds)")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

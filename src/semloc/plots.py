@@ -16,12 +16,44 @@ import numpy as np
 from semloc.io import atomic_path
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Write a matplotlib figure as PNG atomically (never a half-written file) and close it."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+# One colour per model, fixed by name, so a model looks the same in every plot semloc draws
+# (the demo report, the noise studies, grid bar charts) whatever else is plotted beside it.
+_MODEL_COLORS = {
+    "sgmft": "#d62728",
+    "cross_transformer": "#1f77b4",
+    "concat_mlp": "#ff7f0e",
+    "gmu": "#2ca02c",
+    "attention_fusion": "#9467bd",
+    "hateclipper": "#8c564b",
+    "text_linear": "#98df8a",
+    "text_mlp": "#17becf",
+    "text_transformer": "#9edae5",
+    "image_linear": "#c5b0d5",
+    "image_mlp": "#e377c2",
+    "image_transformer": "#f7b6d2",
+    "linear-probe": "#7f7f7f",
+    "zeroshot-image": "#bcbd22",
+    "zeroshot-text": "#dbdb8d",
+}
+_SPARE_COLORS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d"]
+
+
+def model_color(name: str) -> str:
+    """The colour of model `name` in every plot (a stable pick for names not listed)."""
+    if name in _MODEL_COLORS:
+        return _MODEL_COLORS[name]
+    import zlib
+
+    return _SPARE_COLORS[zlib.crc32(name.encode()) % len(_SPARE_COLORS)]
 
 
 def plot_confusion(
@@ -44,7 +76,7 @@ def plot_confusion(
                 ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", color=color, fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046, label="row-normalised")
     ax.set_title(title or "confusion matrix")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class_f1(
@@ -73,7 +105,7 @@ def plot_per_class_f1(
     if len(series) > 1:
         ax.legend(fontsize=8, ncol=2)
     ax.set_title(title or "per-class F1")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(
@@ -93,4 +125,4 @@ def plot_training_curves(
     ax2.legend()
     ax2.grid(alpha=0.3)
     fig.suptitle(title or "training curves")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -26,7 +26,7 @@ import numpy as np
 
 from semloc.config import DataConfig, ExtractConfig, flatten_dict
 from semloc.errors import SemlocError
-from semloc.io import atomic_write_bytes, atomic_write_text
+from semloc.io import atomic_write_bytes, atomic_write_text, output_file
 from semloc.outputs import Predictions, model_outputs
 from semloc.runs import LoadedRun
 
@@ -152,7 +152,22 @@ def store_prediction_columns(
         local,
         run.labels,
         gold=gold if any(g is not None for g in gold) else None,
+        columns=people_columns(
+            [store.users[i] for i in preds.index], [store.created_at[i] for i in preds.index]
+        ),
     )
+
+
+def people_columns(
+    users: Sequence[str | None], created_at: Sequence[str | None]
+) -> dict[str, list[str | None]]:
+    """The per-post `user` and `created_at` columns (for `semloc profile`), each only when some
+    post has a value."""
+    out = {}
+    for name, values in (("user", users), ("created_at", created_at)):
+        if any(v is not None for v in values):
+            out[name] = list(values)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +192,7 @@ class PostPredictions:
             self.labels,
             outcomes=self.outcomes,
             gold=gold if any(g is not None for g in gold) else None,
+            columns=people_columns([p.user for p in records], [p.created_at for p in records]),
         )
 
     def to_frame(self) -> Any:
@@ -333,15 +349,13 @@ def write_predictions(path: str | Path, columns: dict[str, list[Any]]) -> Path:
 
     Text formats round floats to 6 decimals; Parquet keeps them whole. Empty cells (a post
     without a prediction) are empty in CSV, null in JSONL and Parquet."""
-    path = Path(path)
+    path = output_file(path, "predictions file")
     suffix = path.suffix.lower()
     if suffix not in PREDICTION_FORMATS:
         raise SemlocError(
             f"{path}: unknown predictions format {path.suffix!r}; use one of "
             f"{', '.join(PREDICTION_FORMATS)}"
         )
-    if path.is_dir():
-        raise SemlocError(f"{path} is a directory; give the predictions file to write")
     names = list(columns)
     n = len(columns[names[0]]) if names else 0
     if suffix == ".parquet":

@@ -8,7 +8,12 @@ A *run directory* holds everything about one trained model::
     last.pt          the latest epoch with optimizer state, for --resume
     history.json     per-epoch losses and dev metrics; training_curves.png
     metrics.json     dev metrics of the best epoch
-    eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png
+    calibration.json the temperature fitted on dev after training, ECE/Brier before and after,
+                     the dev confusion the adjusted prevalence estimators use; reliability.png
+    README.md        the model card (semloc.model_card): data, labels, metrics, use and limits
+    tensorboard/, mlflow.db, tracking.json   with train.report_to (semloc.tracking)
+    eval-SPLIT/      written by evaluate: metrics.json, confusion.png, per_class_f1.png,
+                     reliability.png
 
 A checkpoint carries the model name and config, the label list, the feature header (backbone,
 weights hash, preprocessing, dtype, widths) and manifest hash, metrics and the code version, so
@@ -46,6 +51,7 @@ from semloc.io import (
     remove_stale_temporaries,
 )
 from semloc.models import build_model
+from semloc.tracking import TRACKING_STATE, TrackedRun, check_report_to, make_trackers
 from semloc.training.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
@@ -85,9 +91,21 @@ RUN_FILES = [
     "run.json",
     "config.yaml",
     "training_curves.png",
+    "README.md",
+    "calibration.json",
+    "reliability.png",
+    TRACKING_STATE,
 ]
 # settings a resumed run may change: where and how fast it runs, never what it computes
-_RESUMABLE_KEYS = {"train.device", "train.num_workers", "train.progress"}
+_RESUMABLE_KEYS = {
+    "train.device",
+    "train.num_workers",
+    "train.progress",
+    "train.eval_batch_size",
+    "train.num_threads",
+    "train.report_to",
+    "train.tracking_dir",
+}
 
 
 def read_resume_checkpoint(path: Path) -> dict[str, Any]:
@@ -139,11 +157,16 @@ def train_run(
     resume: bool = False,
     overwrite: bool = False,
     dist: Any = None,
+    tracked: TrackedRun | None = None,
 ) -> TrainResult:
     """Train `cfg.model` on the train split of a store, selecting on dev.
 
+    With `cfg.train.report_to`, the run is tracked (semloc.tracking); `tracked` names it (MLflow
+    experiment, run name, tags). The model card RUN/README.md is written when training ends.
+
     resume: continue RUN/last.pt with the run's own config; `cfg` may be None then, and when
-    given it must not change what the run computes (only train.device/num_workers/progress).
+    given it must not change what the run computes (only where and how fast it runs:
+    train.device, num_workers, progress, eval_batch_size).
     A run stopped before its first last.pt starts over on a plain re-run."""
     out_dir = Path(out_dir)
     is_main = dist is None or dist.is_main
@@ -171,9 +194,9 @@ def train_run(
                     "(another --out, or --overwrite)"
                 )
             # settings that do not change results (device, workers, progress) may differ
-            saved_cfg.train.device = cfg.train.device
-            saved_cfg.train.num_workers = cfg.train.num_workers
-            saved_cfg.train.progress = cfg.train.progress
+            for key in _RESUMABLE_KEYS:
+                name = key.removeprefix("train.")
+                setattr(saved_cfg.train, name, getattr(cfg.train, name))
         cfg = saved_cfg  # the run continues with its own config
         store_path = saved.get("store_path", store_path)
     elif last.exists():
@@ -183,8 +206,9 @@ def train_run(
                 "replace it, or another --out"
             )
         if is_main:
-            for name in ("best.pt", "last.pt", "history.json", "metrics.json"):
+            for name in ("best.pt", "last.pt", "history.json", "metrics.json", "README.md"):
                 (out_dir / name).unlink(missing_ok=True)
+            (out_dir / TRACKING_STATE).unlink(missing_ok=True)  # a new run is a new tracked run
     elif (out_dir / "best.pt").exists() and is_main:
         # stopped between the first best.pt and the first last.pt: nothing resumable was
         # written, so this run starts over (one epoch of work is all that is lost)
@@ -195,6 +219,7 @@ def train_run(
         raise SemlocError("train_run needs a config (or resume=True to use the run's own)")
     validate_config(cfg)
     check_device_available(cfg.train.device, "train.device")
+    check_report_to(cfg.train.report_to)
     store = FeatureStore(store_path)
     if resume:
         store.check_compatible(saved["feature_header"], what=f"the run in {out_dir}")
@@ -320,34 +345,115 @@ def train_run(
             len(dev_idx),
             len(labels),
         )
-    trainer = Trainer(
-        model,
-        cfg.train,
-        train_loader,
-        dev_loader,
-        labels,
-        out_dir,
-        checkpoint_meta=meta,
-        class_counts=counts,
-        dist=dist,
-    )
-    if resume:
-        trainer.resume(last)
-    result = trainer.fit()
-    if is_main:
-        atomic_write_json(
-            out_dir / "metrics.json",
-            {"split": "dev", "best_epoch": result.best_epoch, **result.best_metrics},
+    trackers = []
+    if is_main and cfg.train.report_to:
+        trackers = make_trackers(
+            cfg.train.report_to, out_dir, tracking_dir=cfg.train.tracking_dir, run=tracked
         )
-        if result.history:
-            from semloc.plots import plot_training_curves
+    failed = True
+    try:
+        for tracker in trackers:
+            tracker.on_train_begin(config_to_dict(cfg))
+        trainer = Trainer(
+            model,
+            cfg.train,
+            train_loader,
+            dev_loader,
+            labels,
+            out_dir,
+            checkpoint_meta=meta,
+            class_counts=counts,
+            dist=dist,
+            callbacks=trackers,
+        )
+        if resume:
+            trainer.resume(last)
+        result = trainer.fit()
+        if is_main:
+            _finish_run(out_dir, cfg, result, trainer.meta, trackers, store)
+        failed = False
+    finally:
+        for tracker in trackers:
+            tracker.close(failed=failed)
+    return result
 
+
+def _finish_run(
+    out_dir: Path,
+    cfg: Config,
+    result: TrainResult,
+    meta: dict[str, Any],
+    trackers: list[Any],
+    store: FeatureStore,
+) -> None:
+    """metrics.json, the training curves, the dev-fitted temperature, the model card; then hand
+    them to the trackers."""
+    from semloc.model_card import write_model_card
+
+    metrics = {"split": "dev", "best_epoch": result.best_epoch, **result.best_metrics}
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    files = [out_dir / "metrics.json", out_dir / "history.json", out_dir / "config.yaml"]
+    if result.history:
+        from semloc.plots import plot_training_curves
+
+        files.append(
             plot_training_curves(
                 result.history,
                 out_dir / "training_curves.png",
                 title=f"{cfg.model.name} (seed {cfg.train.seed})",
             )
-    return result
+        )
+    if (out_dir / "best.pt").exists():
+        summary = calibrate_run(out_dir, store, device=cfg.train.device)
+        meta = {**meta, "temperature": summary["temperature"]}
+        files += [out_dir / "calibration.json", out_dir / "reliability.png"]
+    files.append(write_model_card(out_dir, meta))
+    final = {k: v for k, v in metrics.items() if k != "split"}
+    for tracker in trackers:
+        tracker.on_train_end(final, files)
+
+
+def calibrate_run(
+    run_dir: str | Path, store: FeatureStore | None = None, *, device: str = "auto"
+) -> dict[str, Any]:
+    """Fit the run's temperature on the dev split (never test) and store it in best.pt
+    (key ``temperature``) and calibration.json; also draws the dev reliability diagram.
+    Safe to call again (on an older run, say): the result depends only on best.pt and dev."""
+    from semloc.calibration import calibration_summary, plot_reliability
+    from semloc.evaluation import open_run_store
+    from semloc.prediction import predict_store
+    from semloc.training.trainer import resolve_device, save_checkpoint
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    store = store or open_run_store(run, None)
+    dev_idx = require_split(store, "dev", "the temperature is fitted on dev (never test)")
+    dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
+    preds = predict_store(run, store, dev_idx, device=str(resolve_device(device)))
+    run.model.to("cpu")
+    known = preds.labels >= 0
+    summary = calibration_summary(preds.logits[known], preds.labels[known], run.labels)
+    best = run_dir / "best.pt"
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    state["temperature"] = summary["temperature"]
+    save_checkpoint(best, state)
+    atomic_write_json(run_dir / "calibration.json", summary)
+    plot_reliability(
+        summary["before"],
+        summary["after"],
+        run_dir / "reliability.png",
+        f"{run.meta['model_name']} — dev (temperature fitted here)",
+    )
+    log.info(
+        "temperature %.3f on %d dev posts: ECE %.4f -> %.4f, Brier %.4f -> %.4f",
+        summary["temperature"],
+        summary["num_posts"],
+        summary["before"]["ece"],
+        summary["after"]["ece"],
+        summary["before"]["brier"],
+        summary["after"]["brier"],
+    )
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,8 +488,21 @@ def resolve_checkpoint(run: str | Path) -> Path:
     raise SemlocError(f"{run} is not a run directory (no best.pt) nor a checkpoint file")
 
 
-def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a trained model from its checkpoint alone."""
+RUNTIMES = ("torch", "onnx")
+
+
+def load_run(
+    run: str | Path, device: str | torch.device = "cpu", *, runtime: str = "torch"
+) -> LoadedRun:
+    """Rebuild a trained model from its checkpoint alone.
+
+    runtime="onnx": the model of `semloc export RUN --format onnx` on onnxruntime instead
+    (`run` is the export directory, or a run directory holding one in onnx/); its `model` has the
+    prediction interface of the PyTorch models (semloc.onnx_runtime.OnnxModel)."""
+    if runtime not in RUNTIMES:
+        raise SemlocError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    if runtime == "onnx":
+        return _load_onnx_run(Path(run), device)
     path = resolve_checkpoint(run)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -403,4 +522,26 @@ def load_run(run: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     meta = {k: v for k, v in state.items() if not k.endswith("_state")}
     return LoadedRun(
         model=model, labels=list(state["labels"]), config=cfg, meta=meta, path=path.parent
+    )
+
+
+def _load_onnx_run(run: Path, device: str | torch.device) -> LoadedRun:
+    from semloc.onnx_runtime import MANIFEST, load_export
+
+    export_dir = run if (run / MANIFEST).is_file() else run / "onnx"
+    if not (export_dir / MANIFEST).is_file():
+        raise SemlocError(
+            f"{run} holds no ONNX export (no {MANIFEST} in it or in {run / 'onnx'}); "
+            f"write one with: semloc export {run} --format onnx"
+        )
+    exported = load_export(export_dir)
+    exported.model.to(device)
+    # evaluations go into the run directory given, or into the export directory given
+    path = run if export_dir != run else export_dir
+    return LoadedRun(
+        model=exported.model,  # type: ignore[arg-type]
+        labels=exported.labels,
+        config=config_from_dict(exported.meta["config"]),
+        meta=exported.meta,
+        path=path,
     )

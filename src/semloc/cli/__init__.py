@@ -25,7 +25,9 @@ VERBS: dict[str, str] = {
     "train": "semloc.cli.train",
     "evaluate": "semloc.cli.evaluate",
     "predict": "semloc.cli.predict",
+    "profile": "semloc.cli.profile",
     "experiment": "semloc.cli.experiment",
+    "export": "semloc.cli.export",
     "serve": "semloc.cli.serve",
 }
 
@@ -37,7 +39,9 @@ _HELP_LINES: dict[str, str] = {
     "train": "train a model on a feature store",
     "evaluate": "evaluate trained runs on a split (metrics + plots)",
     "predict": "predict the semantic location of posts with a trained run",
+    "profile": "per-user and population location shares and weekly routines from predictions",
     "experiment": "run a grid of models x seeds and tabulate mean +- std",
+    "export": "export a trained run to ONNX for serving without PyTorch",
     "serve": "serve a trained run over HTTP with a web page",
 }
 

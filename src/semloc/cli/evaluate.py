@@ -64,6 +64,14 @@ def run(args: argparse.Namespace) -> int:
                 + " ".join(f"{format_mean_std(agg[k]):>11s}" for k in SUMMARY_KEYS)
             )
     for m in report["runs"]:
+        cal = m["calibration"]
+        print(
+            f"{Path(m['run']).name[:40]:40s} calibration at T = {cal['temperature']:.3f}: "
+            f"ECE {cal['before']['ece']:.4f} -> {cal['after']['ece']:.4f}, "
+            f"Brier {cal['before']['brier']:.4f} -> {cal['after']['brier']:.4f} "
+            f"({cal['binning']})"
+        )
+    for m in report["runs"]:
         print(f"plots and metrics: {Path(m['run']) / ('eval-' + args.split)}")
     if args.summary:
         atomic_write_json(args.summary, report)

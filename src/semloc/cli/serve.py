@@ -28,6 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "serve.backbone; it must have the weights the run was trained on)",
     )
     parser.add_argument("--device", help="cpu | cuda | cuda:N | auto (default: serve.device)")
+    parser.add_argument(
+        "--image-policy",
+        choices=["text-only", "fail"],
+        help="what an unusable image does when a request does not say (?image_policy=): "
+        "text-only predicts from the text and reports the image's outcome, fail is a 4xx "
+        "(default: serve.image_policy, text-only, as every other verb)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        help="run the model on torch or on its ONNX export (default: serve.runtime, torch)",
+    )
     add_config_arguments(parser)
 
 
@@ -35,9 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from semloc.config import load_config
 
     try:
-        import uvicorn
-
-        from semloc.serve.app import create_app
+        from semloc.serve.app import check_serve_settings, create_app
+        from semloc.serve.server import run_server
     except ImportError as e:
         raise SemlocError(
             f"semloc serve needs FastAPI and uvicorn ({e.name} is missing): "
@@ -53,21 +64,17 @@ def run(args: argparse.Namespace) -> int:
         serve.backbone = args.backbone
     if args.device:
         serve.device = args.device
+    if args.image_policy:
+        serve.image_policy = args.image_policy
+    if args.runtime:
+        serve.runtime = args.runtime
     if not 0 <= serve.port <= 65535:
         raise SemlocError(f"--port {serve.port} is not a TCP port")
-    if serve.max_batch_size < 1 or serve.max_wait_ms < 0:
-        raise SemlocError("serve.max_batch_size must be >= 1 and serve.max_wait_ms >= 0")
+    check_serve_settings(serve)
     _check_port_free(serve.host, serve.port)
     app = create_app(args.run, cfg)
     print(f"serving {args.run} on http://{serve.host}:{serve.port}/  (API docs: /docs)")
-    uvicorn.run(
-        app,
-        host=serve.host,
-        port=serve.port,
-        log_level="info",
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
+    run_server(app, serve)
     return 0
 
 

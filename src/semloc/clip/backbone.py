@@ -170,7 +170,8 @@ class ImagePreprocessing:
             object.__setattr__(self, "_lut", cached)
         return cached
 
-    def _resize_to(self, height: int, width: int) -> tuple[int, int]:
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of a height x width image after the resize step (before the crop)."""
         if "height" in self.size:
             return self.size["height"], self.size["width"]
         # torchvision's rule, as HF implements it: the short side becomes `s`, the long side is
@@ -184,7 +185,7 @@ class ImagePreprocessing:
         """(3, H, W) float32 pixel values for one decoded image."""
         img = to_rgb(img)
         if self.do_resize:
-            h, w = self._resize_to(img.height, img.width)
+            h, w = self.resized_size(img.height, img.width)
             img = img.resize((w, h), resample=self.resample)
         pixels = np.asarray(img)  # (H, W, 3) uint8
         if self.do_center_crop:

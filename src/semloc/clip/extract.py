@@ -67,6 +67,7 @@ from semloc.errors import SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.features.store import FeatureStoreWriter, ShardData
 from semloc.io import atomic_write_json, sha256_file
+from semloc.precision import resolve_bf16_flag
 
 STATE_DIR = "extraction"  # per-shard outcome records + run.json, inside the store
 REPORT_FILE = "image_report.json"
@@ -358,6 +359,8 @@ def _shard_data(enc: EncodedPosts, posts: Sequence[Any], backbone: Backbone) -> 
         ids=[posts[i].id for i in enc.indices],
         labels=[posts[i].label for i in enc.indices],
         splits=[posts[i].split for i in enc.indices],
+        users=[getattr(posts[i], "user", None) for i in enc.indices],
+        created_at=[getattr(posts[i], "created_at", None) for i in enc.indices],
         text_tokens=enc.text_tokens,
         image_tokens=_stack(enc.image_tokens, (d["num_image_tokens"], d["vision_width"])),
         text_embed=_stack(enc.text_embed, (d["embed_dim"],)),
@@ -576,18 +579,18 @@ def extraction_backbone(
     cfg: ExtractConfig, backbone: Backbone | None = None, *, device: str | None = None
 ) -> Backbone:
     """`backbone`, checked against `cfg`, or the one `cfg.backbone` names, loaded on `device`
-    (default: `cfg.device` resolved)."""
+    (default: `cfg.device` resolved). `extract.bf16=auto` is decided for `cfg.device`, where the
+    towers run (`semloc.precision.resolve_bf16_flag`)."""
+    towers = resolve_device(cfg.device, "extract.device")
+    bf16 = resolve_bf16_flag(cfg.bf16, towers)
     if backbone is not None:
-        if backbone.bf16 != cfg.bf16:
+        if backbone.bf16 != bf16:
             raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
         return backbone
     if not cfg.backbone:
         raise SemlocError("no backbone given: pass --backbone DIR_OR_HUB_ID")
     return load_backbone(
-        cfg.backbone,
-        allow_network=cfg.allow_network,
-        bf16=cfg.bf16,
-        device=device or resolve_device(cfg.device, "extract.device"),
+        cfg.backbone, allow_network=cfg.allow_network, bf16=bf16, device=device or towers
     )
 
 

@@ -11,6 +11,8 @@ One record per post (see the README's data format table):
 | `image` | string path; absent/null/NaN/"" = none  | relative to the data file (or base_dir)  |
 | `label` | string; absent/null/NaN/"" = unlabelled | class name                               |
 | `split` | `train` / `dev` / `test`                | optional; absent: a seeded stratified split |
+| `user`  | string, or an integer (written decimal) | optional author id (profiles, routines)  |
+| `created_at` | ISO 8601 (offset, or naive in `data.timezone`) or epoch seconds | optional; see `semloc.data.timestamps` |
 
 Anything else in these fields (a list, a dict, a bool, a number where a string is required, bytes)
 is a bad row, named. Surrounding whitespace of id, label and split is stripped (CSV exports pad
@@ -36,6 +38,7 @@ import json
 import logging
 import math
 import numbers
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,12 +48,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from semloc.config import DataConfig
+from semloc.data.timestamps import canonical_timestamp, resolve_timezone
 from semloc.errors import DataError, SemlocError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-COLUMNS = ("id", "text", "image", "label", "split")
+COLUMNS = ("id", "text", "image", "label", "split", "user", "created_at")
 SPLITS = ("train", "dev", "test")
 log = logging.getLogger(__name__)
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -68,6 +72,8 @@ class Post:
     label: str | None
     split: str | None
     row: int  # 1-based record number in the source
+    user: str | None = None  # author id, as written
+    created_at: str | None = None  # canonical ISO 8601 with offset (semloc.data.timestamps)
 
     def image_path(self, base_dir: str | Path) -> Path | None:
         if not self.image:
@@ -106,6 +112,8 @@ def clean_text(text: str) -> tuple[str, int]:
     character they encode; lone surrogates become U+FFFD. Every verb and the server use this
     for post text, so the tokenizer never sees a string it cannot encode.
     """
+    if text.isascii():
+        return text, 0
     try:
         text.encode("utf-8")
         return text, 0
@@ -117,6 +125,8 @@ def clean_text(text: str) -> tuple[str, int]:
 
 def has_lone_surrogate(text: str) -> bool:
     """True when `text` cannot be encoded as UTF-8 (it holds an unpaired surrogate)."""
+    if text.isascii():
+        return False
     try:
         text.encode("utf-8")
         return False
@@ -132,13 +142,12 @@ def _is_missing(value: Any) -> bool:
     """None, NaN and pandas' NA/NaT: the ways tables write "no value"."""
     if value is None:
         return True
+    if isinstance(value, str):
+        return False
     if isinstance(value, float | np.floating):
         return bool(math.isnan(value))
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        return False
-    return value is pd.NA or value is pd.NaT
+    pd = sys.modules.get("pandas")  # pandas' NA exists only where pandas is already imported
+    return pd is not None and (value is pd.NA or value is pd.NaT)
 
 
 def _describe(value: Any) -> str:
@@ -172,12 +181,17 @@ def _string(value: Any, name: str, *, allow_int: bool = False) -> str | None:
 
 
 def _json_object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate key {key!r}")
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # the common case costs one dict() and one comparison
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return obj
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_json_object_without_duplicates)
 
 
 def _decode(data: bytes, path: Path) -> str:
@@ -201,7 +215,7 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
             continue
         row += 1
         try:
-            obj = json.loads(line, object_pairs_hook=_json_object_without_duplicates)
+            obj = _JSON.decode(line)
         except json.JSONDecodeError as e:
             yield row, f"not valid JSON ({e.msg} at column {e.colno})"
             continue
@@ -307,6 +321,8 @@ def _column_map(cfg: DataConfig) -> dict[str, str]:
         "image": cfg.image_column,
         "label": cfg.label_column,
         "split": cfg.split_column,
+        "user": cfg.user_column,
+        "created_at": cfg.created_at_column,
     }
 
 
@@ -324,6 +340,21 @@ def validate_record(
     the split column's all-or-none rule need the whole table and are checked there.
     """
     cols = _column_map(data_cfg or DataConfig())
+    known = (
+        None if labels is None else labels if isinstance(labels, frozenset) else frozenset(labels)
+    )
+    tz = resolve_timezone((data_cfg or DataConfig()).timezone)
+    return _record_to_post(rec, row, cols, require_labels, known, tz)
+
+
+def _record_to_post(
+    rec: Mapping[str, Any],
+    row: int,
+    cols: dict[str, str],
+    require_labels: bool,
+    known: frozenset[str] | None,
+    tz: Any,
+) -> tuple[Post, int]:
     where = f"row {row}"
     try:
         pid = _string(rec.get(cols["id"]), "id", allow_int=True)
@@ -334,7 +365,6 @@ def validate_record(
             raise _BadCell(f"id has {len(pid)} characters (at most {MAX_ID_CHARS})")
     except _BadCell as e:
         raise DataError(f"{where}: {e}", [f"{where}: {e}"]) from None
-    where = f"row {row} (id {pid!r})"
     try:
         raw_text = rec.get(cols["text"])
         replaced = 0
@@ -352,17 +382,34 @@ def validate_record(
         split = split.strip() or None if split is not None else None
         if require_labels and label is None:
             raise _BadCell("missing label")
-        if labels is not None:
-            known = set(labels)
-            if label is not None and label not in known:
-                raise _BadCell(
-                    f"label {label!r} is not in the label list ({', '.join(sorted(known))})"
-                )
+        if known is not None and label is not None and label not in known:
+            raise _BadCell(f"label {label!r} is not in the label list ({', '.join(sorted(known))})")
         if split is not None and split not in SPLITS:
             raise _BadCell(f"split {split!r} is not one of {SPLITS}")
+        user = _string(rec.get(cols["user"]), "user", allow_int=True)
+        user = user.strip() or None if user is not None else None
+        raw_time = rec.get(cols["created_at"])
+        try:
+            created_at = canonical_timestamp(
+                None if _is_missing(raw_time) else raw_time,
+                tz,
+            )
+        except ValueError as e:
+            raise _BadCell(f"created_at {raw_time!r}: {e}") from None
     except _BadCell as e:
+        where = f"row {row} (id {pid!r})"
         raise DataError(f"{where}: {e}", [f"{where}: {e}"]) from None
-    return Post(id=pid, text=text, image=image, label=label, split=split, row=row), replaced
+    post = Post(
+        id=pid,
+        text=text,
+        image=image,
+        label=label,
+        split=split,
+        row=row,
+        user=user,
+        created_at=created_at,
+    )
+    return post, replaced
 
 
 def _likely_column(
@@ -485,15 +532,15 @@ def _validate_rows(
     problems: list[str] = []
     posts: list[Post] = []
     seen: dict[str, int] = {}
+    known = None if labels is None else frozenset(labels)
+    tz = resolve_timezone(data_cfg.timezone)  # a bad data.timezone is an error before any row
     replaced_chars = replaced_posts = 0
     for row, rec in rows:
         if isinstance(rec, str):
             problems.append(f"row {row}: {rec}")
             continue
         try:
-            post, replaced = validate_record(
-                rec, row, data_cfg=data_cfg, require_labels=require_labels, labels=labels
-            )
+            post, replaced = _record_to_post(rec, row, cols, require_labels, known, tz)
         except DataError as e:
             problems.extend(e.problems)
             continue

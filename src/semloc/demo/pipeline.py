@@ -407,6 +407,20 @@ def _stage_models(opts: DemoOptions, store: Path, store_key: str) -> Any:
     return run_grid(grid, opts.workdir / "runs" / key, plots=not opts.quick)
 
 
+def _stage_people(
+    opts: DemoOptions, world_dir: Path, store: Path, grid_results: Any
+) -> dict[str, Any] | None:
+    """Profile the test users with the trained run best on dev (never test) and compare with
+    the world's true routines (semloc.demo.people). None when no run finished."""
+    from semloc.demo.people import best_run_on_dev, profile_test_users
+
+    runs = [Path(c["dir"]) for c in grid_results.cells if c.get("dir")]
+    run = best_run_on_dev(runs)
+    if run is None:
+        return None
+    return profile_test_users(world_dir, run, store, opts.workdir / "people", quick=opts.quick)
+
+
 def zero_shot_on_images(store_path: Path, prompts: Path, split: str = "test") -> dict[str, Any]:
     """Zero-shot accuracy of the demo CLIP on the pictures of `split` alone (posts with one).
 
@@ -517,6 +531,16 @@ def _run(opts: DemoOptions, say: Say) -> DemoResult:
         f"      {len(grid_results.cells)} runs in {grid_results.out_dir} ({timings['models']:.0f}s)"
     )
 
+    say("      people: profile of the test users, recovered vs true routines")
+    with _timed("people", timings, cpu):
+        people = _stage_people(opts, world_dir, store, grid_results)
+    if people:
+        errors = ", ".join(f"{k} {v['abs_error']:.3f}" for k, v in people["population"].items())
+        say(
+            f"      {people['profiled_users']} of {people['test_users']} test users profiled "
+            f"({people['model']}); share error per estimator: {errors} ({timings['people']:.0f}s)"
+        )
+
     say("[5/5] report")
     # summary holds `timings` and `cpu` themselves: the report stage's figures reach summary.json
     with _timed("report", timings, cpu):
@@ -544,6 +568,7 @@ def _run(opts: DemoOptions, say: Say) -> DemoResult:
             "runs": {"dir": str(grid_results.out_dir), "overrides": train_overrides(opts)},
             "rows": _plain(grid_results.rows),
             "cells": _plain(grid_results.cells),
+            "people": _plain(people),
             "timings": timings,
             "cpu_seconds": cpu,
         }

@@ -451,6 +451,7 @@ def build_blocks(summary: dict[str, Any], figures: dict[str, Path], out_dir: Pat
         ]
     blocks += _clip_blocks(summary, figures, rel)
     blocks += _world_blocks(summary)
+    blocks += people_blocks(summary.get("people"), out_dir)
     t, c = summary["timings"], summary.get("cpu_seconds", {})
     stage_rows = [
         [name, _seconds(t.get(key)), _seconds(c.get(key)), note]
@@ -540,6 +541,95 @@ def _clip_blocks(summary: dict[str, Any], figures: dict[str, Path], rel: Any) ->
         blocks.append(Block("list", items))
     if "clip" in figures:
         blocks.append(Block("image", ("CLIP pretraining loss", rel(figures["clip"]))))
+    return blocks
+
+
+def people_blocks(people: dict[str, Any] | None, out_dir: Path) -> list[Block]:
+    """From posts to people: the test users' profile against the world's ground truth."""
+    if not people:
+        return []
+    from semloc.prevalence import ESTIMATOR_NAMES
+    from semloc.profile import PRIVACY_NOTE
+
+    labels = people["labels"]
+    est_rows = [
+        [
+            f"`{name}` ({ESTIMATOR_NAMES[name]})",
+            f"{100 * e['abs_error']:.2f}",
+            f"{e['covered']}/{len(labels)}",
+            f"{100 * people['per_user_mae'][name]:.2f}" if name in people["per_user_mae"] else "–",
+        ]
+        for name, e in people["population"].items()
+    ]
+    user_rows = [
+        [
+            u["user"],
+            u["role"],
+            str(u["posts"]),
+            f"{u['true_top']} / {u['recovered_top']}",
+            f"{_pct(u['true_home_share'])} / {_pct(u['pcc_home_share'])} / "
+            f"{_pct(u['pacc_home_share'])}",
+            u["planned_work_hours"],
+            f"{u['true_work_like_hours'] or '–'} / {u['recovered_work_like_hours'] or '–'}",
+            f"{u['true_home_like_hours'] or '–'} / {u['recovered_home_like_hours'] or '–'}",
+        ]
+        for u in people["users"][:12]
+    ]
+    heatmap = Path(people["heatmap"])
+    truth_map = Path(people["truth_heatmap_dir"]) / "activity_population.png"
+    blocks = [
+        Block("h2", "From posts to people (test users)"),
+        Block("p", f"**Privacy.** {PRIVACY_NOTE}"),
+        Block(
+            "p",
+            f"The {people['test_posts']} test posts were written by {people['test_users']} "
+            f"people whose posts the models never saw; {people['profiled_users']} have at least "
+            f"{people['min_posts']} posts and are profiled. Predictions: {people['model']} (the "
+            f"run best on dev), probabilities at its dev-fitted temperature "
+            f"{people['temperature']:.2f} (dev ECE {people['dev_ece']['before']:.3f} → "
+            f"{people['dev_ece']['after']:.3f}). The adjusted estimators use its dev confusion.",
+        ),
+        Block(
+            "table",
+            (
+                [
+                    "estimator",
+                    "test population: mean abs. share error (points)",
+                    "95% intervals covering the truth",
+                    "per user: mean abs. share error (points)",
+                ],
+                est_rows,
+            ),
+        ),
+        Block(
+            "p",
+            f"Home-like hours (true labels / recovered): {people['home_like_hours']['true']} / "
+            f"{people['home_like_hours']['recovered']}; work-like hours: "
+            f"{people['work_like_hours']['true']} / {people['work_like_hours']['recovered']}.",
+        ),
+        Block(
+            "table",
+            (
+                [
+                    "user",
+                    "role",
+                    "posts",
+                    "top location true / recovered",
+                    "home share true / pcc / pacc",
+                    "planned work hours",
+                    "work-like hours true / recovered",
+                    "home-like hours true / recovered",
+                ],
+                user_rows,
+            ),
+        ),
+    ]
+    for title, path in (("recovered activity", heatmap), ("true activity", truth_map)):
+        if path.is_file():
+            try:
+                blocks.append(Block("image", (title, path.relative_to(out_dir).as_posix())))
+            except ValueError:
+                blocks.append(Block("image", (title, path.as_posix())))
     return blocks
 
 

@@ -41,8 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from semloc.data.timestamps import resolve_timezone
 from semloc.demo import _scenes, _texts
 from semloc.demo._vocab import CLASSES
+from semloc.demo.people import add_people
 from semloc.errors import SemlocError
 from semloc.io import atomic_write_json, atomic_write_text, sha256_json
 
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the same config would produce different files (new objects, wording, ...), so a world
 # written by an older generator is not mistaken for the current one.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: posts carry an author (user) and a time (created_at)
 
 SPLITS = ("train", "dev", "test")
 UNRELATED_KINDS: dict[str, float] = {"selfie": 0.3, "pet": 0.2, "meme": 0.2, "other_class": 0.3}
@@ -60,6 +62,7 @@ MIN_IMAGE_SIZE = 96  # below this the small objects (cups, phones, clocks) becom
 POSTS_FILE = "posts.jsonl"
 CAPTIONS_FILE = "captions.jsonl"
 WORLD_FILE = "world.json"
+PEOPLE_FILE = "people.json"  # the authors' routines and true location shares (ground truth)
 IMAGES_DIR = "images"
 _PARTIAL_MARKER = ".demo-world-partial"  # present while a world is being (re)written
 _IMAGES_TMP = ".images-partial"
@@ -103,6 +106,12 @@ class WorldConfig:
     train_fraction: float = 0.7
     dev_fraction: float = 0.15
     test_fraction: float = 0.15
+    # -- people: authors with weekly routines, and post times (semloc.demo.people); drawn from
+    # their own random stream, so these never change which posts, texts or pictures exist
+    posts_per_user: int = 40  # average posts per author (test posts have their own authors)
+    weeks: int = 8  # posts fall in this many weeks from Monday 2026-01-05
+    timezone: str = "Europe/Berlin"  # the world's wall clock; times carry its offset
+    routine_noise: float = 0.1  # share of each hour's location spread over all locations
 
 
 def config_to_dict(cfg: WorldConfig) -> dict[str, Any]:
@@ -177,11 +186,21 @@ def validate_config(cfg: WorldConfig) -> None:
         "train_fraction",
         "dev_fraction",
         "test_fraction",
+        "routine_noise",
     ):
         v = getattr(cfg, name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
             problems.append(f"{name} must be a number in [0, 1], got {v!r}")
+    for name in ("posts_per_user", "weeks"):
+        if not _is_int(getattr(cfg, name)) or getattr(cfg, name) < 1:
+            problems.append(f"{name} must be an integer >= 1, got {getattr(cfg, name)!r}")
+    try:
+        resolve_timezone(cfg.timezone)
+    except SemlocError:
+        problems.append(f"timezone: unknown time zone {cfg.timezone!r} (an IANA name)")
     _raise_if(problems)  # the checks below assume well-typed values
+    if cfg.routine_noise <= 0:
+        problems.append("routine_noise must be > 0 (every place possible at every hour)")
     if cfg.empty_text_rate > cfg.uninformative_text_rate:
         problems.append(
             "empty_text_rate cannot exceed uninformative_text_rate (empty texts are uninformative)"
@@ -523,7 +542,8 @@ def make_world(
 ) -> dict[str, Any]:
     """Write the demo world into `out_dir` and return its world.json content.
 
-    Files: ``posts.jsonl`` (id, text, image when present, label, split), ``images/<id>.png``,
+    Files: ``posts.jsonl`` (id, text, image when present, label, split, user, created_at),
+    ``people.json`` (every author's routine and true location shares), ``images/<id>.png``,
     ``captions.jsonl`` (image, caption, split; one per picture, describing what it shows) and
     ``world.json`` (config, fingerprint, class list, realised counts and rates).
 
@@ -557,6 +577,16 @@ def make_world(
         p.text = _texts.make_text(rng, p.label, p.text_mode, cfg.typo_rate, pairs)
     log.info("rendering %d pictures into %s", sum(p.image_kind != "none" for p in plan), out)
     hashes = _render_all(plan, cfg, tmp_images, progress, workers)
+    users, times, people = add_people(
+        [p.label for p in plan],
+        [p.split for p in plan],
+        CLASSES,
+        seed=cfg.seed,
+        posts_per_user=cfg.posts_per_user,
+        weeks=cfg.weeks,
+        timezone=cfg.timezone,
+        noise=cfg.routine_noise,
+    )
 
     posts_rows, caption_rows = [], []
     for p in plan:
@@ -566,8 +596,11 @@ def make_world(
             caption_rows.append({"image": _image_name(p), "caption": p.caption, "split": p.split})
         row["label"] = p.label
         row["split"] = p.split
+        row["user"] = users[p.index]
+        row["created_at"] = times[p.index]
         posts_rows.append(row)
     posts_text, captions_text = _jsonl(posts_rows), _jsonl(caption_rows)
+    people_info = {"classes": list(CLASSES), "timezone": cfg.timezone, "people": people}
 
     content = hashlib.sha256()
     content.update(hashlib.sha256(posts_text.encode()).digest())
@@ -582,7 +615,17 @@ def make_world(
         "classes": list(CLASSES),
         "config": config_to_dict(cfg),
         "counts": _stats(plan),
-        "files": {"posts": POSTS_FILE, "captions": CAPTIONS_FILE, "images": IMAGES_DIR + "/"},
+        "people": {
+            "users": len(people),
+            "test_users": sum(p["split"] == "test" for p in people),
+            "roles": dict(sorted(Counter(p["role"] for p in people).items())),
+        },
+        "files": {
+            "posts": POSTS_FILE,
+            "captions": CAPTIONS_FILE,
+            "images": IMAGES_DIR + "/",
+            "people": PEOPLE_FILE,
+        },
     }
     try:
         if (out / IMAGES_DIR).exists():
@@ -590,6 +633,7 @@ def make_world(
         os.replace(tmp_images, out / IMAGES_DIR)
         atomic_write_text(out / POSTS_FILE, posts_text)
         atomic_write_text(out / CAPTIONS_FILE, captions_text)
+        atomic_write_json(out / PEOPLE_FILE, people_info)
         atomic_write_json(out / WORLD_FILE, info)
         (out / _PARTIAL_MARKER).unlink(missing_ok=True)
     except OSError as e:

@@ -11,7 +11,8 @@ Layout of a store directory::
         text_embed.npy     (n, embed_dim)    CLIP's projected pooled text embedding
         image_embed.npy    (n, embed_dim)    CLIP's projected pooled image embedding
         image_present.npy  (n,) bool
-        posts.json         {"ids": [...], "labels": [...], "splits": [...]}
+        posts.json         {"ids": [...], "labels": [...], "splits": [...]}, plus "users" and
+                           "created_at" when the posts file had those columns
         checksums.json     {file: {"bytes": n, "sha256": h}} of the files above, at commit
     manifest.json          written last: header + counts + label list + shard list (with each
                            shard's checksums); a store without it is incomplete and is refused
@@ -107,14 +108,16 @@ class ShardData:
     text_embed: np.ndarray  # (n, embed_dim)
     image_embed: np.ndarray  # (n, embed_dim)
     image_present: np.ndarray  # (n,) bool
+    users: list[str | None] | None = None  # author ids, when the posts file has a user column
+    created_at: list[str | None] | None = None  # canonical ISO 8601 times (data.timestamps)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def validate(self) -> None:
         n = len(self.ids)
-        for name in ("labels", "splits", "text_tokens"):
-            if len(getattr(self, name)) != n:
+        for name in ("labels", "splits", "text_tokens", "users", "created_at"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(f"shard has {n} ids but {len(getattr(self, name))} {name}")
         for name in ("image_tokens", "text_embed", "image_embed", "image_present"):
             if getattr(self, name).shape[0] != n:
@@ -209,8 +212,13 @@ class FeatureStoreWriter:
                 np.save(f, arr)
                 f.flush()
                 os.fsync(f.fileno())
+        posts: dict[str, Any] = {"ids": data.ids, "labels": data.labels, "splits": data.splits}
+        for name in ("users", "created_at"):  # only when known: older readers ignore them
+            values = getattr(data, name)
+            if values is not None and any(v is not None for v in values):
+                posts[name] = values
         with open(tmp / "posts.json", "w") as f:
-            json.dump({"ids": data.ids, "labels": data.labels, "splits": data.splits}, f)
+            json.dump(posts, f)
             f.flush()
             os.fsync(f.fileno())
         sums = {p.name: _file_checksum(p) for p in sorted(tmp.iterdir())}
@@ -233,8 +241,14 @@ class FeatureStoreWriter:
         duplicates = []
         for index in shards:
             d = self.root / "shards" / _shard_name(index)
-            posts = json.loads((d / "posts.json").read_text())
-            present = np.load(d / "image_present.npy")
+            try:
+                posts = json.loads((d / "posts.json").read_text())
+                present = np.load(d / "image_present.npy")
+            except (OSError, ValueError) as e:  # a committed shard edited or damaged since
+                raise DamagedStoreError(
+                    f"{d} is damaged ({type(e).__name__}: {e}); delete that shard directory and "
+                    "run the extract command again to redo it"
+                ) from None
             for pid in posts["ids"]:
                 if pid in seen:
                     duplicates.append(pid)
@@ -433,6 +447,8 @@ class FeatureStore:
         split_index = {s: i for i, s in enumerate(SPLITS)}
         ids: list[str] = []
         label_codes, split_codes, raw_labels = [], [], []
+        users: list[str | None] = []
+        created_at: list[str | None] = []
         for shard, entry in zip(self._shards, self.manifest["shards"], strict=True):
             where = f"shard {entry['name']}"
             try:
@@ -461,7 +477,12 @@ class FeatureStore:
             bad_split = sorted({str(s) for s in posts["splits"] if s is not None} - set(SPLITS))
             if bad_split:
                 raise self._damaged(f"{where} has split(s) {bad_split[:5]}")
+            for key in ("users", "created_at"):  # optional: stores with people
+                if key in posts and (not isinstance(posts[key], list) or len(posts[key]) != n):
+                    raise self._damaged(f"{where}/posts.json has {key} not of {n} posts")
             ids.extend(posts["ids"])
+            users.extend(posts.get("users") or [None] * len(posts["ids"]))
+            created_at.extend(posts.get("created_at") or [None] * len(posts["ids"]))
             raw_labels.extend(posts["labels"])
             label_codes.extend(
                 label_index.get(lab, -1) if lab is not None else -1 for lab in posts["labels"]
@@ -470,6 +491,8 @@ class FeatureStore:
         if len(set(ids)) != len(ids):
             raise self._damaged("post ids repeat across shards")
         self.ids = ids
+        self.users = users  # author per post (None = unknown)
+        self.created_at = created_at  # canonical ISO 8601 time per post (None = unknown)
         self.raw_labels: list[str | None] = raw_labels
         self.label_codes = np.asarray(label_codes, dtype=np.int64)  # -1 = no label
         self.split_codes = np.asarray(split_codes, dtype=np.int8)  # -1 = no split

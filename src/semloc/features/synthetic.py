@@ -26,9 +26,13 @@ def make_random_store(
     splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
     dtype: str = "float16",
     seed: int = 0,
+    num_users: int = 0,
 ) -> FeatureStore:
     """Write a finished store of `num_posts` random posts; class `c` shifts every feature along a
-    class direction scaled by `signal`, so models can learn something (0 = pure noise)."""
+    class direction scaled by `signal`, so models can learn something (0 = pure noise).
+    `num_users` > 0 also gives each post a random author and time (from their own random
+    stream: the features are the same with or without)."""
+    people_rng = np.random.default_rng([seed, 1])
     dims = dict(dims or TINY_DIMS)
     rng = np.random.default_rng(seed)
     header = {
@@ -76,7 +80,23 @@ def make_random_store(
                 text_embed=text_embed.astype(np.float32),
                 image_embed=image_embed.astype(np.float32),
                 image_present=present,
+                **_people(people_rng, n, num_users),
             ),
         )
     writer.finalize({"extraction": {"source": "synthetic", "seed": seed, "signal": signal}})
     return FeatureStore(root)
+
+
+def _people(rng: np.random.Generator, n: int, num_users: int) -> dict[str, list[str] | None]:
+    """Random authors and canonical times in four weeks from Monday 2026-01-05 (UTC)."""
+    if num_users <= 0:
+        return {"users": None, "created_at": None}
+    from datetime import UTC, datetime
+
+    users = [f"user-{k:03d}" for k in rng.integers(0, num_users, n)]
+    start = datetime(2026, 1, 5, tzinfo=UTC).timestamp()
+    times = [
+        datetime.fromtimestamp(start + float(t), UTC).isoformat(timespec="seconds")
+        for t in rng.integers(0, 28 * 86400, n)
+    ]
+    return {"users": users, "created_at": times}

@@ -30,6 +30,7 @@ the same paths (a shared file system), and have semloc installed; see docs/scale
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import logging
@@ -430,6 +431,7 @@ def run_ray_extraction(
     inputs = read_inputs(posts, data_cfg)
     # the driver needs the header, the tokenizer and the preprocessing; the towers run in actors
     backbone = extraction_backbone(cfg, backbone, device="cpu")
+    cfg = dataclasses.replace(cfg, bf16=backbone.bf16)  # actors use what the driver resolved
     posts_file = inputs.files[0].resolve() if len(inputs.files) == 1 else Path(str(posts))
     job = StoreExtraction(
         out,

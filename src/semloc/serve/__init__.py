@@ -1,9 +1,10 @@
 """`semloc serve`: an HTTP API and a web page over one trained run.
 
-`create_app(run_dir, cfg)` (in `semloc.serve.app`) loads the checkpoint and the CLIP its features
-came from; `MicroBatcher` (in `semloc.serve.batcher`) groups concurrent requests into one model
-call. FastAPI is imported only by `semloc.serve.app`, so the batcher works without the serve
-extra.
+`create_app(run_dir, cfg)` (in `semloc.serve.app`, whose docstring lists the server's files and
+their jobs) loads the checkpoint and the CLIP its features came from; `MicroBatcher` (in
+`semloc.serve.batcher`) groups concurrent requests into one model call; `run_server` (in
+`semloc.serve.server`) runs an app under uvicorn with the `serve.*` limits. The batcher needs
+neither FastAPI nor uvicorn, so it works without the serve extra.
 """
 
 from semloc.serve.batcher import MicroBatcher

@@ -5,6 +5,13 @@ construction. AdamW, linear warm-up then cosine decay, gradient clipping, early 
 macro-F1, seeded and resumable. Model selection looks at the dev split only; the test split is
 never touched here.
 
+Precision and speed (train.precision, train.num_threads, train.compile): the forward pass and
+loss run under autocast in the dtype `semloc.precision.resolve_precision` picks (weights and
+optimizer state stay fp32; fp16 adds loss scaling); see `Trainer._configure_speed`.
+
+Callbacks (e.g. `semloc.tracking`): each gets `on_epoch_end(record)` with the epoch's history
+record, on rank 0 only; the trainer knows nothing else about them.
+
 Distributed data parallel: pass a `DistContext` (see `semloc.training.distributed`); the trainer then
 wraps the model in DDP, reduces the training loss across ranks, gathers dev predictions from every
 rank before computing metrics, and writes checkpoints and logs on rank 0 only.
@@ -15,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +34,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from semloc.config import TrainConfig, check_device_available
-from semloc.errors import SemlocError
+from semloc.errors import ConfigError, SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.io import atomic_path, atomic_write_json
 from semloc.metrics import HEADLINE, classification_metrics
 from semloc.outputs import model_outputs
+from semloc.precision import autocast, grad_scaler, precision_name, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +112,19 @@ class Trainer:
         checkpoint_meta: dict[str, Any],
         class_counts: np.ndarray | None = None,
         dist: Any = None,
+        callbacks: Sequence[Any] = (),
     ) -> None:
         self.cfg = cfg
         self.labels = labels
         self.out_dir = Path(out_dir)
         self.meta = checkpoint_meta
+        self.callbacks = list(callbacks)
         self.dist = dist
         self.is_main = dist is None or dist.is_main
         self.device = dist.device if dist is not None else resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.ddp_model: nn.Module = dist.wrap(self.model) if dist is not None else self.model
+        self._configure_speed()
         self.train_loader = train_loader
         self.dev_loader = dev_loader
         weight = None
@@ -136,6 +147,30 @@ class Trainer:
         self.best_epoch = -1
         self.best_metrics: dict[str, Any] = {}
         self.bad_epochs = 0
+
+    # -------------------------------------------------------------------------- precision, speed
+
+    def _configure_speed(self) -> None:
+        """train.num_threads, train.precision (autocast dtype + loss scaler), train.compile."""
+        if self.cfg.num_threads < 0:
+            raise ConfigError(f"config key 'train.num_threads': {self.cfg.num_threads} is < 0")
+        if self.cfg.num_threads > 0:
+            torch.set_num_threads(self.cfg.num_threads)  # process-wide, as training owns it
+        self.amp_dtype = resolve_precision(self.cfg.precision, self.device)
+        self.precision = precision_name(self.amp_dtype)
+        self.meta = {**self.meta, "precision": self.precision}  # what the run actually used
+        self.scaler = grad_scaler(self.amp_dtype, self.device)
+        # the compiled module shares its parameters with self.model: checkpoints stay plain
+        self.forward_model: nn.Module = (
+            torch.compile(self.ddp_model) if self.cfg.compile else self.ddp_model
+        )
+        if self.is_main and (self.amp_dtype is not None or self.cfg.compile):
+            log.info(
+                "training in %s%s (train.precision=%s)",
+                self.precision,
+                " with torch.compile" if self.cfg.compile else "",
+                self.cfg.precision,
+            )
 
     def _param_groups(self) -> list[dict[str, Any]]:
         # no weight decay on biases, norms and scalar gate parameters (the usual AdamW practice)
@@ -208,16 +243,20 @@ class Trainer:
         )
         for batch in self.train_loader:
             batch: FeatureBatch = batch.to(self.device)
-            out = self.ddp_model(batch)
-            loss = self.loss_fn(out.logits, batch.labels)
+            with autocast(self.amp_dtype, self.device):
+                out = self.forward_model(batch)
+                loss = self.loss_fn(out.logits.float(), batch.labels)
             self.optimizer.zero_grad(set_to_none=True)
             if self.dist is None:
-                loss.backward()
+                self.scaler.scale(loss).backward()
             else:
-                (loss * self.dist.global_share(self._loss_denominator(batch))).backward()
+                share = self.dist.global_share(self._loss_denominator(batch))
+                self.scaler.scale(loss * share).backward()
             if self.cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients (no-op unless fp16)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)  # optimizer.step(), skipped on fp16 overflow
+            self.scaler.update()
             self.scheduler.step()
             total_loss += loss.item() * len(batch)
             total_n += len(batch)
@@ -237,7 +276,8 @@ class Trainer:
         return float(weight[batch.labels].sum()) if weight is not None else float(len(batch))
 
     def _evaluate_dev(self) -> dict[str, Any]:
-        preds = model_outputs(self.model, self.dev_loader, self.device)
+        with autocast(self.amp_dtype, self.device):
+            preds = model_outputs(self.model, self.dev_loader, self.device)
         if self.dist is not None:
             preds = self.dist.gather_predictions(preds)
         mask = preds.labels >= 0
@@ -296,6 +336,8 @@ class Trainer:
                     save_checkpoint(self.out_dir / "best.pt", self._payload(epoch, full=False))
                 save_checkpoint(self.out_dir / "last.pt", self._payload(epoch, full=True))
                 atomic_write_json(self.out_dir / "history.json", self.history)
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self.history[-1])
         stopped_early = (
             cfg.patience > 0 and self.bad_epochs >= cfg.patience and len(self.history) < cfg.epochs
         )

@@ -102,9 +102,9 @@ function drawHeatmap() {
 }
 
 function render(res) {
-  $("label").textContent = res.label;
-  $("label-prob").textContent = `(${(100 * res.probabilities[res.label]).toFixed(1)}%)`;
-  renderBars(res.probabilities, res.label);
+  $("label").textContent = res.predicted_label;
+  $("label-prob").textContent = `(${(100 * res.probabilities[res.predicted_label]).toFixed(1)}%)`;
+  renderBars(res.probabilities, res.predicted_label);
   $("similarity").textContent = fmt(res.similarity);
   $("gate").textContent = fmt(res.gate);
   const w = res.modality_weights;

@@ -180,7 +180,8 @@ def test_model_card_says_what_the_run_is(store, tmp_path):
     for label in store.labels:
         assert f"`{label}`" in card
     assert "sensitive" in card and "Intended use" in card
-    assert "uncalibrated" in card
+    temperature = json.loads((run / "calibration.json").read_text())["temperature"]
+    assert f"T = {temperature:.4f}, fitted on the dev split" in card
     assert not list(run.glob(".README.md.*"))  # written atomically (no temp file left)
     # evaluating the run adds the split's metrics to the card
     test = evaluate_runs([run], "test", plots=False)["runs"][0]

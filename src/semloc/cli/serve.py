@@ -1,4 +1,4 @@
-"""semloc serve RUN [--host H] [--port P]
+"""semloc serve RUN [--host H] [--port P] [--image-policy text-only|fail]
 
 Serves a trained run over HTTP: POST /predict (one post), POST /predict/batch (many), GET /labels,
 GET /health, GET /openapi.json and /docs, and a web page at /. The CLIP backbone is the one the

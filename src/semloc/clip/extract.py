@@ -808,13 +808,18 @@ def extract_to_store(
     return job.finish(records=records_summary(table, data_cfg))
 
 
-def records_summary(table: Any, data_cfg: DataConfig) -> dict[str, Any]:
-    """What reading the posts found (counts, columns used and ignored) for the manifest."""
+def records_summary(tables: Any, data_cfg: DataConfig) -> dict[str, Any]:
+    """What reading the posts found (counts, columns used and ignored) for the manifest; for
+    several files (`PostTable`s) the counts are summed."""
+    tables = tables if isinstance(tables, list | tuple) else [tables]
+    counts: Counter = Counter()
+    for t in tables:
+        counts.update(t.counts)
     return {
-        **table.counts,
+        **dict(counts),
         **{f"{f}_column": getattr(data_cfg, f"{f}_column") for f in ("text", "label", "image")},
-        "ignored_columns": table.ignored_columns,
-        "warnings": table.warnings,
+        "ignored_columns": sorted({c for t in tables for c in t.ignored_columns}),
+        "warnings": [w for t in tables for w in t.warnings],
     }
 
 

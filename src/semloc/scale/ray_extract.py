@@ -90,20 +90,8 @@ class PostInputs:
         return run_record(self.sha256, len(self.posts), cfg, data_cfg)
 
     def records_summary(self, data_cfg: DataConfig) -> dict[str, Any]:
-        """The manifest's reading summary: the local path's for one file; for several, counts
-        summed, ignored columns and warnings collected over the files (after dropping nothing:
-        duplicates are refused)."""
-        summaries = [records_summary(t, data_cfg) for t in self.tables]
-        if len(summaries) == 1:
-            return summaries[0]
-        out = dict(summaries[0])
-        for other in summaries[1:]:
-            for key, value in other.items():
-                if isinstance(value, int) and not isinstance(value, bool):
-                    out[key] = out.get(key, 0) + value
-        out["ignored_columns"] = sorted({c for x in summaries for c in x["ignored_columns"]})
-        out["warnings"] = [w for x in summaries for w in x["warnings"]]
-        return out
+        """The manifest's reading summary, summed over the files (the local path's for one)."""
+        return records_summary(self.tables, data_cfg)
 
 
 def input_files(spec: str | Path) -> list[Path]:

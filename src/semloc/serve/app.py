@@ -5,6 +5,7 @@ The server's files, one job each:
     app.py        this: load the run and its CLIP, wire the parts below into one app
     routes.py     the endpoints (POST /predict, POST /predict/batch, GET /labels, GET /health)
     parsing.py    request parsing and validation: bodies in, validated posts (or a 4xx) out
+    forms.py      form bodies (multipart, url-encoded) split into parts, strictly
     predictor.py  the model side: featurise + `semloc.outputs.model_outputs`, one answer a post
     batcher.py    micro-batching: concurrent requests share one model call
     errors.py     the JSON error body and the exception handlers

@@ -1,19 +1,31 @@
 """Extraction speed on a ViT-B/32-sized CLIP (random weights: the compute of the real one).
 
-    python bench/bench_extract.py [--posts 128] [--naive-posts 16] [--rounds 3] [--profile]
+    python bench/bench_extract.py [--posts 1000] [--naive-posts 16] [--rounds 1] [--stages]
+                                  [--precision auto|fp32|bf16|all] [--workers N] [--threads N]
 
-Measured in one run, so machine drift cancels out:
-  * posts/s of the real extraction path (`extract_to_store`: batched, each batch padded to its
-    longest text, workers decoding images, bf16) vs a naive loop (one post at a time, fp32,
-    text padded to 77 tokens, `CLIPProcessor` called per post); target >= 3x;
-  * GFLOP/s of the vision tower (FLOPs counted by torch's FlopCounterMode) vs this machine's
-    2048x2048 matmul peak in fp32 and bf16; target >= 50% of the bf16 peak.
+Measured in one run, so machine drift cancels out (and printed with the load average, since a
+shared machine moves every figure):
+  * towers alone: posts/s of the text tower + the vision tower on pre-tokenised texts and
+    pre-decoded pixels, at the same batch size (the ceiling for extraction);
+  * posts/s of the real extraction path (`extract_to_store`: batched, padded to the longest text,
+    decoding workers, the automatic thread budget unless --workers/--threads) -> the ratio to
+    the towers alone (target >= 0.85) and to a naive loop (one post at a time, fp32, text padded
+    to 77 tokens, `CLIPProcessor` per post; target >= 5x on an AVX2 machine);
+  * GFLOP/s of the vision tower vs this machine's 2048x2048 matmul peak;
+  * --stages: where extraction time goes, each stage timed alone in this process: start-up
+    (loading the CLIP), tokenisation, image decode + resize, collation, text tower, vision tower,
+    shard writing (`docs/scale.md` has a profile).
+
+bf16 rows run only where the hardware has native bf16 (AVX-512-BF16 / AMX on a CPU, or a GPU):
+emulated bf16 is many times slower than fp32 and would only spend minutes saying so; the bench
+says which rows it skipped and why.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -190,26 +202,146 @@ def naive_loop(model, processor, posts, base_dir: Path) -> float:
     return len(posts) / (time.perf_counter() - t0)
 
 
+def native_bf16() -> tuple[bool, str]:
+    """Whether this machine runs bf16 matmuls natively (`semloc.precision`'s rule, the one
+    `extract.bf16=auto` applies), and the evidence."""
+    from semloc.precision import BF16_CPU_FLAGS, cpu_flags, native_bf16
+
+    if torch.cuda.is_available():
+        return native_bf16("cuda"), torch.cuda.get_device_name()
+    found = sorted(cpu_flags() & BF16_CPU_FLAGS)
+    evidence = ("CPU flags " + ", ".join(found)) if found else "no avx512_bf16/amx_bf16 flag"
+    return native_bf16("cpu"), evidence
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def tower_seconds(backbone, token_batches, pixel_batches) -> tuple[float, float]:
+    """Seconds of the text tower and of the vision tower over every batch (towers alone)."""
+    t0 = time.perf_counter()
+    for ids in token_batches:
+        backbone.encode_token_ids(ids)
+    t1 = time.perf_counter()
+    for px in pixel_batches:
+        backbone.encode_pixels(px)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def stage_profile(model_dir: Path, posts, base_dir: Path, cfg, work: Path) -> dict[str, float]:
+    """Seconds of each extraction stage over `posts`, each run alone, in this process."""
+    from semloc.clip.backbone import load_backbone
+    from semloc.clip.extract import (
+        PostLoader,
+        StoreExtraction,
+        collate,
+        encode_batch,
+        plan_batches,
+        run_record,
+    )
+    from semloc.config import DataConfig
+
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    backbone = load_backbone(model_dir)
+    out["start-up (load CLIP)"] = time.perf_counter() - t0
+    loader = PostLoader.for_backbone(backbone, cfg.max_image_pixels)
+    batches = plan_batches(len(posts), range(-(-len(posts) // cfg.shard_size)), cfg.shard_size,
+                           cfg.batch_size)  # fmt: skip
+    texts = [p.text for p in posts]
+    images = [p.image_path(base_dir) for p in posts]
+    t0 = time.perf_counter()
+    for b in batches:
+        loader.load(b, [texts[i] for i in b], [None] * len(b))
+    out["tokenisation"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loaded = [loader.load(b, [texts[i] for i in b], [images[i] for i in b]) for b in batches]
+    out["decode + resize"] = time.perf_counter() - t0 - out["tokenisation"]
+    t0 = time.perf_counter()
+    ready = [collate(items) for items in loaded]
+    out["collation"] = time.perf_counter() - t0
+    # one pass of the store path, the towers timed from inside: the rest of `encode_batch` is
+    # the image policy and gathering the features; `add` + `finish` write shards and manifest
+    timed = {"vision tower": 0.0, "text tower": 0.0}
+
+    def timer(name: str, fn):
+        def run(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                timed[name] += time.perf_counter() - t
+
+        return run
+
+    backbone.encode_pixels = timer("vision tower", backbone.encode_pixels)
+    backbone.encode_token_ids = timer("text tower", backbone.encode_token_ids)
+    job = StoreExtraction(work / "stages-store", posts, backbone, cfg,
+                          run_record("bench", len(posts), cfg, DataConfig()),
+                          posts_file="bench")  # fmt: skip
+    encode = write = 0.0
+    for batch in ready:
+        t0 = time.perf_counter()
+        enc = encode_batch(backbone, batch, cfg.image_policy, job.outcomes)
+        t1 = time.perf_counter()
+        job.add([it.index for it in batch.items], enc)
+        encode, write = encode + t1 - t0, write + time.perf_counter() - t1
+    t0 = time.perf_counter()
+    job.finish()
+    out.update(timed)
+    out["policy + gathering features"] = encode - sum(timed.values())
+    out["shard writing + manifest"] = write + time.perf_counter() - t0
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--posts", type=int, default=128)
+    ap.add_argument("--posts", type=int, default=1000)
     ap.add_argument("--naive-posts", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--num-workers", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (best kept)")
-    ap.add_argument("--profile", action="store_true", help="profile the vision tower briefly")
+    ap.add_argument("--shard-size", type=int, default=1024)
+    ap.add_argument("--workers", type=int, default=-1, help="decoding workers (-1: automatic)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: automatic)")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions (best kept)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16", "all"), default="auto",
+                    help="auto: fp32, plus bf16 where the hardware has it natively")  # fmt: skip
+    ap.add_argument("--stages", action="store_true", help="time each extraction stage alone")
+    ap.add_argument("--also-workers", type=int, nargs="*", default=[], metavar="N",
+                    help="extra fp32 extraction rows with N decoding workers (same threads)")  # fmt: skip
+    ap.add_argument("--profile", action="store_true", help="torch profile of the vision tower")
     args = ap.parse_args()
 
     from transformers.utils import logging as hf_logging
 
     from semloc.clip.backbone import load_backbone
-    from semloc.clip.extract import extract_to_store
+    from semloc.clip.extract import PostLoader, extract_to_store, plan_batches, thread_budget
     from semloc.config import ExtractConfig
     from semloc.data.records import read_posts
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    native, why = native_bf16()
+    precisions = {"auto": ["fp32", *(["bf16"] if native else [])], "fp32": ["fp32"],
+                  "bf16": ["bf16"], "all": ["fp32", "bf16"]}[args.precision]  # fmt: skip
+    workers, threads = thread_budget(args.workers, args.threads)
+    print(f"{cpu_name()}, {os.cpu_count()} cores, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; torch {torch.__version__}")  # fmt: skip
+    print(f"thread budget: {threads} torch threads, {workers} decoding workers"
+          + ("" if args.workers < 0 and args.threads == 0 else " (as given)"))  # fmt: skip
+    print(f"native bf16: {'yes' if native else 'no'} ({why})")
+    if "bf16" not in precisions and not native:
+        print("bf16 rows skipped: emulated bf16 is many times slower than fp32 here "
+              "(--precision all runs them anyway)")  # fmt: skip
+    elif "bf16" not in precisions:
+        print("bf16 rows not asked for (--precision fp32)")
+    torch.set_num_threads(threads)
     work = Path(tempfile.mkdtemp(prefix="bench_extract_"))
     try:
         rng = np.random.default_rng(0)
@@ -219,68 +351,95 @@ def main() -> None:
         print(f"built ViT-B/32-sized CLIP in {time.perf_counter() - t0:.1f}s")
         (work / "img").mkdir()
         sizes = [(640, 480), (1080, 1080), (480, 640), (1280, 720)]
-        for i in range(32):
+        num_images = min(64, args.posts)
+        for i in range(num_images):
             make_photo(i, sizes[i % len(sizes)]).save(work / "img" / f"{i}.jpg", quality=88)
         with open(work / "posts.jsonl", "w") as f:
             for i, t in enumerate(texts):
-                f.write(json.dumps({"id": f"p{i}", "text": t, "image": f"img/{i % 32}.jpg"}) + "\n")
+                rec = {"id": f"p{i}", "text": t, "image": f"img/{i % num_images}.jpg"}
+                f.write(json.dumps(rec) + "\n")
         posts = read_posts(work / "posts.jsonl").records
 
-        # Each measurement is repeated in `--rounds` interleaved rounds and the best is kept:
-        # on a shared machine the best is the closest to what the code does on an idle one,
-        # and interleaving exposes every measurement to the same load.
         from transformers import CLIPModel, CLIPProcessor
 
         backbone = load_backbone(model_dir, bf16=False)
+        cfg = ExtractConfig(batch_size=args.batch_size, num_workers=args.workers,
+                            num_threads=args.threads, shard_size=args.shard_size,
+                            progress=False, device="cpu")  # fmt: skip
+        if args.stages:
+            stages = stage_profile(model_dir, posts, work, cfg, work)
+            total = sum(stages.values())
+            print(f"\nstages over {len(posts)} posts, each alone (sum {total:.1f} s):")
+            for name, sec in stages.items():
+                print(f"  {name:36s} {sec:7.2f} s  {sec / total:6.1%}  "
+                      f"{sec / len(posts) * 1e3:7.2f} ms/post")  # fmt: skip
+            print()
+        # the towers' inputs, prepared once (tokenised texts, decoded pixels of each batch)
+        loader = PostLoader.for_backbone(backbone, cfg.max_image_pixels)
+        batches = plan_batches(len(posts), range(-(-len(posts) // args.shard_size)),
+                               args.shard_size, args.batch_size)  # fmt: skip
+        token_batches, pixel_batches = [], []
+        for b in batches:
+            batch = loader.load_batch(b, [posts[i].text for i in b],
+                                      [posts[i].image_path(work) for i in b])  # fmt: skip
+            token_batches.append([it.token_ids for it in batch.items])
+            pixel_batches.append(batch.pixels)
         naive_model = CLIPModel.from_pretrained(model_dir, local_files_only=True).eval()
         processor = CLIPProcessor.from_pretrained(model_dir, local_files_only=True)
         flops = vision_flops_per_image(backbone)
-        pixels = np.random.default_rng(0).standard_normal((args.batch_size, 3, 224, 224))
-        pixels = pixels.astype(np.float32)
-        cfg = ExtractConfig(batch_size=args.batch_size, num_workers=args.num_workers, bf16=True,
-                            shard_size=1024, progress=False, device="cpu")  # fmt: skip
-        cfg32 = ExtractConfig(**{**cfg.__dict__, "bf16": False})
         best: dict[str, float] = {}
 
         def keep(name: str, value: float) -> None:
             best[name] = max(best.get(name, 0.0), value)
 
         for r in range(args.rounds):
-            keep("peak32", matmul_peak(torch.float32))
-            keep("peak16", matmul_peak(torch.bfloat16))
-            for flag, name in ((False, "vis32"), (True, "vis16")):
-                backbone.bf16 = flag
-                keep(name, flops * args.batch_size / vision_seconds(backbone, pixels) / 1e9)
-            for flag, c, name in ((True, cfg, "real16"), (False, cfg32, "real32")):
-                backbone.bf16 = flag
-                store = work / f"store-{name}-{r}"
+            keep("peak fp32", matmul_peak(torch.float32))
+            if "bf16" in precisions:
+                keep("peak bf16", matmul_peak(torch.bfloat16))
+            for prec in precisions:
+                backbone.bf16 = prec == "bf16"
+                t_text, t_vis = tower_seconds(backbone, token_batches, pixel_batches)
+                keep(f"towers {prec}", len(posts) / (t_text + t_vis))
+                keep(f"vision GFLOP/s {prec}", flops * len(posts) / t_vis / 1e9)
+                store = work / f"store-{prec}-{r}"
+                c = ExtractConfig(**{**cfg.__dict__, "bf16": prec == "bf16"})
                 t0 = time.perf_counter()
                 extract_to_store(work / "posts.jsonl", store, c, backbone=backbone)
-                keep(name, len(posts) / (time.perf_counter() - t0))
+                keep(f"extract {prec}", len(posts) / (time.perf_counter() - t0))
                 shutil.rmtree(store)
+                for w in args.also_workers if prec == "fp32" else []:
+                    c = ExtractConfig(**{**cfg.__dict__, "num_workers": w})
+                    t0 = time.perf_counter()
+                    extract_to_store(work / "posts.jsonl", store, c, backbone=backbone)
+                    keep(f"extract fp32 {w} workers", len(posts) / (time.perf_counter() - t0))
+                    shutil.rmtree(store)
+            backbone.bf16 = False
             keep("naive", naive_loop(naive_model, processor, posts[: args.naive_posts], work))
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v:.1f}" for k, v in
                                                           best.items()), flush=True)  # fmt: skip
 
         b = best
-        print(
-            f"\nmatmul 2048^2 peak: fp32 {b['peak32']:.0f} GFLOP/s, bf16 {b['peak16']:.0f} GFLOP/s"
-        )
-        print(
-            f"vision tower ({flops / 1e9:.2f} GFLOP/image), batch {args.batch_size}: "
-            f"fp32 {b['vis32']:.0f} GFLOP/s = {b['vis32'] / b['peak32']:.0%} of fp32 peak "
-            f"({b['vis32'] * 1e9 / flops:.1f} img/s); bf16 {b['vis16']:.0f} GFLOP/s = "
-            f"{b['vis16'] / b['peak16']:.0%} of bf16 peak ({b['vis16'] * 1e9 / flops:.1f} img/s)"
-        )
-        print(f"extraction: real path {b['real16']:.1f} posts/s (bf16), {b['real32']:.1f} posts/s "
-              f"(fp32); naive loop {b['naive']:.2f} posts/s -> {b['real16'] / b['naive']:.1f}x "
-              f"(bf16), {b['real32'] / b['naive']:.1f}x (fp32)")  # fmt: skip
+        print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(f"matmul 2048^2 peak: fp32 {b['peak fp32']:.0f} GFLOP/s"
+              + (f", bf16 {b['peak bf16']:.0f} GFLOP/s" if "peak bf16" in b else ""))  # fmt: skip
+        for prec in precisions:
+            peak = b[f"peak {prec}"]
+            vis = b[f"vision GFLOP/s {prec}"]
+            print(f"{prec}: vision tower {vis:.0f} GFLOP/s = {vis / peak:.0%} of the {prec} "
+                  f"matmul peak ({flops / 1e9:.2f} GFLOP/image); towers alone "
+                  f"{b[f'towers {prec}']:.1f} posts/s; extraction {b[f'extract {prec}']:.1f} "
+                  f"posts/s = {b[f'extract {prec}'] / b[f'towers {prec}']:.2f} x towers alone, "
+                  f"{b[f'extract {prec}'] / b['naive']:.1f} x the naive loop "
+                  f"({b['naive']:.2f} posts/s)")  # fmt: skip
+        for w in args.also_workers:
+            v = b[f"extract fp32 {w} workers"]
+            print(f"fp32 with {w} decoding workers: {v:.1f} posts/s = "
+                  f"{v / b['towers fp32']:.2f} x towers alone")  # fmt: skip
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 
-            backbone.bf16 = True
             with profile(activities=[ProfilerActivity.CPU]) as prof:
-                backbone.encode_pixels(pixels)
+                backbone.encode_pixels(pixel_batches[0])
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -101,3 +101,125 @@ def write_posts(
     path = directory / name
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# other backbone families: tiny random checkpoints in their real save_pretrained format
+
+# Chinese and English, as Weibo-style posts mix them
+CHINESE_TEXTS = ["咖啡店 的 拿铁 和 朋友", "公园 里 的 狗", "健身房 练腿 日", "图书馆 很 安静"]
+# the same widths as the tiny CLIP; SigLIP's text head projects onto the vision width
+TINY_WIDTHS: dict[str, Any] = dict(text_width=32, vision_width=48, embed_dim=16, image_size=32)
+
+
+def build_tiny_siglip(out_dir: Path, texts: Sequence[str], seed: int = 0) -> Path:
+    """A randomly initialised `SiglipModel` with a Unigram tokenizer (SentencePiece-style:
+    Metaspace pre-tokenizer, `</s>` appended) and a `SiglipImageProcessor` (exact resize, no
+    crop, mean = std = 0.5), saved with save_pretrained."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import SiglipConfig, SiglipModel, TokenizersBackend
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    specials = ["<pad>", "</s>", "<unk>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=200, special_tokens=specials, unk_token="<unk>", show_progress=False
+    )
+    tok.train_from_iterator(list(texts), trainer)
+    eos = tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", eos)]
+    )
+    tokenizer = TokenizersBackend(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        model_max_length=16,
+    )  # fmt: skip
+    w = TINY_WIDTHS
+    config = SiglipConfig(
+        text_config={
+            "vocab_size": tok.get_vocab_size(), "hidden_size": w["text_width"],
+            "intermediate_size": 4 * w["text_width"], "num_hidden_layers": 2,
+            "num_attention_heads": 2, "max_position_embeddings": 16,
+            "projection_size": w["vision_width"], "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": None, "eos_token_id": eos,
+        },
+        vision_config={
+            "hidden_size": w["vision_width"], "intermediate_size": 4 * w["vision_width"],
+            "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": w["image_size"],
+            "patch_size": 8,
+        },
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SiglipModel(config)
+    with torch.no_grad():  # SigLIP's own initial values (log 10, -10), so they show in the header
+        model.logit_scale.fill_(np.log(10.0))
+        model.logit_bias.fill_(-10.0)
+    size = w["image_size"]
+    processor = SiglipImageProcessorPil(
+        size={"height": size, "width": size}, resample=2, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def build_tiny_chinese_clip(out_dir: Path, texts: Sequence[str], seed: int = 0) -> Path:
+    """A randomly initialised `ChineseCLIPModel` (BERT text tower, WordPiece `BertTokenizer`
+    whose vocabulary holds every character and word of `texts`) and a
+    `ChineseCLIPImageProcessor` (shortest-edge resize + center crop), saved with
+    save_pretrained."""
+    import torch
+    from transformers import BertTokenizer, ChineseCLIPConfig, ChineseCLIPModel
+    from transformers.models.chinese_clip.image_processing_pil_chinese_clip import (
+        ChineseCLIPImageProcessorPil,
+    )
+
+    words = sorted({piece for t in texts for word in t.lower().split() for piece in [word, *word]})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, model_max_length=16)
+    w = TINY_WIDTHS
+    config = ChineseCLIPConfig(
+        text_config={
+            "vocab_size": len(vocab), "hidden_size": w["text_width"],
+            "intermediate_size": 4 * w["text_width"], "num_hidden_layers": 2,
+            "num_attention_heads": 2, "max_position_embeddings": 16, "pad_token_id": 0,
+            "bos_token_id": 2, "eos_token_id": 3,
+        },
+        vision_config={
+            "hidden_size": w["vision_width"], "intermediate_size": 4 * w["vision_width"],
+            "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": w["image_size"],
+            "patch_size": 8, "projection_dim": w["embed_dim"],
+        },
+        projection_dim=w["embed_dim"],
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ChineseCLIPModel(config)
+    size = w["image_size"]
+    processor = ChineseCLIPImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+FAMILY_BUILDERS = {"siglip": build_tiny_siglip, "chinese_clip": build_tiny_chinese_clip}
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> dict:
+    """family name -> a tiny random checkpoint directory of that family (CLIP included)."""
+    texts = [*TOKENIZER_TEXTS, *CHINESE_TEXTS]
+    dirs = {"clip": tiny_clip_dir}
+    for name, build in FAMILY_BUILDERS.items():
+        dirs[name] = build(tmp_path_factory.mktemp(f"tiny_{name}"), texts)
+    return dirs

@@ -2,7 +2,7 @@
 
 import torch
 
-from clip_fixtures import tiny_backbone, tiny_clip_dir  # noqa: F401
+from clip_fixtures import tiny_backbone, tiny_clip_dir, tiny_family_dirs  # noqa: F401
 
 
 def pytest_configure(config):

@@ -239,5 +239,5 @@ def test_incomplete_directory_is_refused_not_defaulted(
     shutil.copytree(tiny_clip_dir, d)
     for name in remove:
         (d / name).unlink()
-    with pytest.raises(SemlocError, match=f"not a complete CLIP directory.*{words}"):
+    with pytest.raises(SemlocError, match=f"not a complete backbone directory.*{words}"):
         load_backbone(d)

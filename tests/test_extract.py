@@ -117,6 +117,26 @@ def test_worker_processes_give_the_same_store(tmp_path: Path, tiny_backbone) -> 
     _assert_same_store(tmp_path / "a", tmp_path / "b")
 
 
+def test_the_thread_budget_gives_the_towers_every_core_and_is_overridable(
+    tmp_path: Path, tiny_backbone
+) -> None:
+    from semloc.clip.extract import thread_budget
+    from semloc.config import load_config
+    from semloc.errors import ConfigError
+
+    assert thread_budget(-1, 0, cores=2) == (1, 2)
+    assert thread_budget(-1, 0, cores=16) == (2, 16)
+    assert thread_budget(0, 3, cores=16) == (0, 3)  # as given
+    assert load_config(None, ["extract.num_threads=3"]).extract.num_threads == 3
+    with pytest.raises(ConfigError, match=r"extract\.num_workers"):
+        load_config(None, ["extract.num_workers=-2"])
+    # torch's thread count is process-wide: extraction sets its own and gives the caller's back
+    before = torch.get_num_threads()
+    posts = write_posts(tmp_path, 5, image_every=2)
+    extract_to_store(posts, tmp_path / "s", _cfg(num_threads=before + 1), backbone=tiny_backbone)
+    assert torch.get_num_threads() == before
+
+
 # ----------------------------------------------------------------------------------------------
 # resume
 

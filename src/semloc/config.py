@@ -112,7 +112,10 @@ class ExtractConfig:
     bf16: bool | Literal["auto"] = False
     dtype: Literal["float16", "float32"] = "float16"  # storage dtype of the features
     shard_size: int = 1024  # posts per committed shard (the unit of resume)
-    num_workers: int = 2  # image decoding processes
+    # image decoding processes and torch threads for the towers; -1 / 0 = chosen for this
+    # machine's cores (`semloc.clip.extract.thread_budget`)
+    num_workers: int = -1
+    num_threads: int = 0
     image_policy: Literal["text-only", "skip", "fail"] = "text-only"
     max_image_pixels: int = 40_000_000  # larger images are refused (decompression bombs)
     engine: Literal["local", "ray"] = "local"
@@ -363,7 +366,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.split_seed": (0, 2**32 - 1, False, False),
     "extract.batch_size": (1, None, False, False),
     "extract.shard_size": (1, None, False, False),
-    "extract.num_workers": (0, None, False, False),
+    "extract.num_workers": (-1, None, False, False),
+    "extract.num_threads": (0, None, False, False),
     "extract.max_image_pixels": (1, None, False, False),
     "serve.port": (0, 65535, False, False),
     "serve.max_batch_size": (1, None, False, False),

@@ -23,8 +23,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", required=True, help="predictions file to write (.csv, .jsonl or .parquet)"
     )
     parser.add_argument("--split", default="all", help="only posts of this split (store input)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="posts per model call, on either engine (CLIP batches: extract.batch_size)",
+    )
+    parser.add_argument(
+        "--device",
+        help="where CLIP and the model run, on either engine (Ray: each actor's device): auto "
+        "(a GPU when present), cpu, cuda, cuda:N (default: extract.device)",
+    )
     parser.add_argument(
         "--backbone",
         metavar="DIR_OR_HUB_ID",
@@ -55,16 +64,27 @@ def run(args: argparse.Namespace) -> int:
     if args.image_policy:
         cfg.extract.image_policy = args.image_policy
     src = Path(args.input)
+    device = args.device or cfg.extract.device
     if (args.engine or cfg.extract.engine) == "ray" and not (src / "manifest.json").is_file():
         from semloc.scale.ray_extract import run_ray_prediction
 
         counts = run_ray_prediction(
-            args.run, args.input, args.output, cfg.extract, backbone_override=args.backbone
+            args.run,
+            args.input,
+            args.output,
+            cfg.extract,
+            backbone_override=args.backbone,
+            data_cfg=cfg.data,
+            batch_size=args.batch_size,
+            device=device,
         )
         print("posts: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         print(f"predictions written to {args.output}")
         return 0
-    loaded = load_run(args.run, args.device)
+    from semloc.clip.extract import resolve_device
+
+    device = resolve_device(device, "--device")
+    loaded = load_run(args.run, device)
     if src.is_dir():
         from semloc.features.store import FeatureStore
         from semloc.prediction import predict_store, store_prediction_columns
@@ -74,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         if idx.size == 0:
             raise SemlocError(f"{src} has no posts in split {args.split!r}")
         preds = predict_store(
-            loaded, store, idx, batch_size=args.batch_size, device=args.device, progress=True
+            loaded, store, idx, batch_size=args.batch_size, device=device, progress=True
         )
         write_predictions(args.output, store_prediction_columns(loaded, store, preds))
     elif src.is_file():
@@ -87,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             data_cfg=cfg.data,
             backbone_override=args.backbone,
             batch_size=args.batch_size,
-            device=args.device,
+            device=device,
             progress=cfg.extract.progress,
         )
         write_predictions(args.output, result.columns())

@@ -1,4 +1,6 @@
-"""A frozen Hugging Face CLIP: loading (offline by default) and the features SG-MFT consumes.
+"""A frozen Hugging Face dual encoder: loading (offline by default) and the features SG-MFT
+consumes. CLIP is described below; what other families (SigLIP, Chinese-CLIP) do differently is
+one `semloc.clip.families.BackboneFamily` each.
 
 Features, for a post with text tokens t_1..t_n (BOS and EOS included) and an image:
 
@@ -45,20 +47,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from semloc.clip.families import CLIP, FAMILIES, BackboneFamily, family_for_model_type
 from semloc.clip.images import DECODING, to_rgb
 from semloc.errors import SemlocError
 from semloc.io import sha256_file
 
-# bump when the meaning of the stored features changes (which layer, which norm, which tokens)
-FEATURE_LAYOUT = "clip-tokens-v1"
+# bump when the meaning of the stored features changes (which layer, which norm, which tokens);
+# each family has its own (`BackboneFamily.features`), CLIP's is this one
+FEATURE_LAYOUT = CLIP.features
 
 _PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
-_SUPPORTED_PROCESSORS = (
-    "CLIPImageProcessor",
-    "CLIPImageProcessorFast",
-    "CLIPImageProcessorPil",
-    "CLIPFeatureExtractor",
-)
+_SUPPORTED_PROCESSORS = tuple(p for f in FAMILIES.values() for p in f.image_processors)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -89,13 +88,15 @@ class ImagePreprocessing:
     image_std: tuple[float, float, float]
 
     @classmethod
-    def from_processor(cls, processor: Any, where: str) -> ImagePreprocessing:
+    def from_processor(
+        cls, processor: Any, where: str, supported: Sequence[str] = _SUPPORTED_PROCESSORS
+    ) -> ImagePreprocessing:
         """Read the settings of a loaded HF image processor, refusing ones we do not implement."""
         name = type(processor).__name__
-        if name not in _SUPPORTED_PROCESSORS:
+        if name not in supported:
             raise SemlocError(
                 f"{where}: image processor {name} is not supported (supported: "
-                f"{', '.join(_SUPPORTED_PROCESSORS)})"
+                f"{', '.join(supported)})"
             )
 
         def size_dict(value: Any) -> dict[str, int]:
@@ -105,12 +106,12 @@ class ImagePreprocessing:
             return {k: int(v) for k, v in items if v is not None}
 
         size = size_dict(processor.size)
-        crop = size_dict(processor.crop_size)
+        crop = size_dict(getattr(processor, "crop_size", None))
         problems = []
         do_resize = bool(processor.do_resize)
         if do_resize and set(size) not in ({"shortest_edge"}, {"height", "width"}):
             problems.append(f"resize size {size} (supported: shortest_edge, or height + width)")
-        do_crop = bool(processor.do_center_crop)
+        do_crop = bool(getattr(processor, "do_center_crop", False))
         if do_crop and set(crop) != {"height", "width"}:
             problems.append(f"crop_size {crop} (supported: height + width)")
         if getattr(processor, "do_pad", None):
@@ -245,9 +246,17 @@ def weights_sha256(files: Sequence[Path]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+def _tokenizer_files(directory: Path) -> list[str]:
+    """The files that define the tokenizer: tokenizer.json, else CLIP's BPE vocab + merges,
+    else a WordPiece vocab.txt (BERT, Chinese-CLIP); [] when there is none."""
+    for names in (["tokenizer.json"], ["vocab.json", "merges.txt"], ["vocab.txt"]):
+        if all((directory / n).is_file() for n in names):
+            return names
+    return []
+
+
 def _tokenizer_sha256(directory: Path) -> str:
-    names = ["tokenizer.json"] if (directory / "tokenizer.json").is_file() else []
-    names = names or ["vocab.json", "merges.txt"]
+    names = _tokenizer_files(directory)
     lines = "".join(f"{n} {sha256_file(directory / n)}\n" for n in names)
     return hashlib.sha256(lines.encode()).hexdigest()
 
@@ -280,6 +289,7 @@ def _resolve(name_or_dir: str, allow_network: bool) -> tuple[Path, str]:
         "special_tokens_map.json",
         "vocab.json",
         "merges.txt",
+        "vocab.txt",
         *_PREPROCESSOR_FILES,
     ]
     try:
@@ -312,16 +322,14 @@ def _check_directory(directory: Path, shown: str) -> None:
         missing.append("weights (model.safetensors or pytorch_model.bin)")
     if not any((directory / f).is_file() for f in _PREPROCESSOR_FILES):
         missing.append("an image processor config (preprocessor_config.json)")
-    if not (directory / "tokenizer.json").is_file() and not (
-        (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file()
-    ):
-        missing.append("a tokenizer (tokenizer.json, or vocab.json + merges.txt)")
+    if not _tokenizer_files(directory):
+        missing.append("a tokenizer (tokenizer.json, vocab.json + merges.txt, or vocab.txt)")
     if missing:
         raise SemlocError(
-            f"{shown} is not a complete CLIP directory: it lacks {', '.join(missing)}. "
+            f"{shown} is not a complete backbone directory: it lacks {', '.join(missing)}. "
             "Tokenizer and image preprocessing must come with the weights (they are never "
-            "replaced by defaults); save them with CLIPProcessor.save_pretrained into the same "
-            "directory"
+            "replaced by defaults); save them with the model's processor (save_pretrained) into "
+            "the same directory"
         )
 
 
@@ -332,9 +340,11 @@ def load_backbone(
     device: str = "cpu",
     bf16: bool = False,
 ) -> Backbone:
-    """Load a CLIP (weights, tokenizer, image processor) from a directory or a hub id.
+    """Load a dual encoder (weights, tokenizer, image processor) from a directory or a hub id.
 
-    Only local files are read unless `allow_network`. `bf16` runs both towers under bfloat16
+    The family (CLIP, Chinese-CLIP, SigLIP; `semloc.clip.families`) is read from config.json,
+    and the tokenizer and image processor must be that family's, from the same directory. Only
+    local files are read unless `allow_network`. `bf16` runs both towers under bfloat16
     autocast (recorded in the header, as it changes the features slightly).
     """
     name_or_dir = str(name_or_dir)
@@ -344,34 +354,47 @@ def load_backbone(
     shown = f"backbone {name_or_dir!r}" + (f" ({directory})" if name != name_or_dir else "")
     _check_directory(directory, shown)
     with _hub_offline(True):  # everything is local by now
-        from transformers import AutoTokenizer, CLIPConfig, CLIPModel
-        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+        import importlib
+
+        import transformers
+        from transformers import AutoConfig, AutoTokenizer
 
         try:
-            config = CLIPConfig.from_pretrained(directory, local_files_only=True)
-        except (OSError, ValueError) as e:
+            config = AutoConfig.from_pretrained(directory, local_files_only=True)
+        except (OSError, ValueError, KeyError) as e:
             raise SemlocError(f"{shown}: cannot read config.json: {e}") from None
-        if config.model_type != "clip":
-            raise SemlocError(f"{shown} is a {config.model_type!r} model, not a CLIP")
+        family = family_for_model_type(config.model_type, shown)
         processor_type = _processor_type(directory)
-        if processor_type not in _SUPPORTED_PROCESSORS:
+        if processor_type not in family.image_processors:
             raise SemlocError(
-                f"{shown}: image processor {processor_type!r} is not supported (supported: "
-                f"{', '.join(_SUPPORTED_PROCESSORS)})"
+                f"{shown}: image processor {processor_type!r} is not a {family.architecture} "
+                f"one (supported: {', '.join(family.image_processors)})"
             )
+        module, cls = family.pil_processor
         try:
-            image_processor = CLIPImageProcessorPil.from_pretrained(
+            image_processor = getattr(importlib.import_module(module), cls).from_pretrained(
                 directory, local_files_only=True
             )
             tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-            model = CLIPModel.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
-        except (OSError, ValueError) as e:
+            model = getattr(transformers, family.architecture).from_pretrained(
+                directory, local_files_only=True, dtype=torch.float32
+            )
+        except (OSError, ValueError, ImportError) as e:
             raise SemlocError(f"{shown}: cannot load: {e}") from None
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise SemlocError(
+            f"{shown}: tokenizer {type(tokenizer).__name__} has no tokenizers (Rust) backend; "
+            "save it as a tokenizer.json (load it once with sentencepiece installed and "
+            "save_pretrained) into the same directory"
+        )
     files = weight_files(directory)
     return Backbone(
         model=model,
         tokenizer=tokenizer,
-        preprocessing=ImagePreprocessing.from_processor(image_processor, shown),
+        preprocessing=ImagePreprocessing.from_processor(
+            image_processor, shown, family.image_processors
+        ),
+        family=family,
         name=name,
         path=str(directory) if Path(name_or_dir).expanduser().exists() else name_or_dir,
         weights_sha256=weights_sha256(files),
@@ -401,8 +424,9 @@ def _processor_type(directory: Path) -> str:
 
 
 class Backbone:
-    """A frozen CLIP with its tokenizer and image preprocessing; see the module docstring for
-    what each feature is. Arrays come back as float32 numpy on the CPU."""
+    """A frozen dual encoder with its tokenizer and image preprocessing; see the module docstring
+    for what each feature is, and `family` for how this architecture computes them. Arrays come
+    back as float32 numpy on the CPU."""
 
     def __init__(
         self,
@@ -410,6 +434,7 @@ class Backbone:
         tokenizer: Any,
         preprocessing: ImagePreprocessing,
         *,
+        family: BackboneFamily = CLIP,
         name: str,
         path: str,
         weights_sha256: str,
@@ -426,11 +451,12 @@ class Backbone:
         self.weights_sha256 = weights_sha256
         self.tokenizer_sha256 = tokenizer_sha256
         self.bf16 = bf16
+        self.family = family
         self._bf16_model: Any = None
         cfg = model.config
         self.image_size = int(cfg.vision_config.image_size)
-        patch = int(cfg.vision_config.patch_size)
-        self.num_image_tokens = (self.image_size // patch) ** 2 + 1
+        self._dims = family.dims(cfg)
+        self.num_image_tokens = self._dims["num_image_tokens"]
         out = preprocessing.output_size()
         if out != (self.image_size, self.image_size):
             raise SemlocError(
@@ -455,13 +481,12 @@ class Backbone:
 
     @property
     def dims(self) -> dict[str, int]:
-        cfg = self.model.config
-        return {
-            "text_width": int(cfg.text_config.hidden_size),
-            "vision_width": int(cfg.vision_config.hidden_size),
-            "embed_dim": int(cfg.projection_dim),
-            "num_image_tokens": self.num_image_tokens,
-        }
+        return dict(self._dims)
+
+    @property
+    def similarity(self) -> dict[str, Any]:
+        """How this backbone scores a (text, image) pair (`BackboneFamily.pair_similarity`)."""
+        return self.family.pair_similarity(self.model)
 
     @property
     def compute_dtype(self) -> str:
@@ -476,13 +501,14 @@ class Backbone:
         return {
             "backbone": {
                 "name": self.name,
-                "architecture": "CLIPModel",
+                "architecture": self.family.architecture,
                 "weights_sha256": self.weights_sha256,
                 "compute_dtype": self.compute_dtype,
+                **self.family.header_fields(self.model, self.max_text_tokens),
             },
             "backbone_path": self.path,
             "preprocessing": {
-                "features": FEATURE_LAYOUT,
+                "features": self.family.features,
                 "image": self.preprocessing.as_dict(),
                 "image_decoding": DECODING,  # EXIF orientation, bit depth (clip/images.py)
                 "image_size": self.image_size,
@@ -527,14 +553,18 @@ class Backbone:
     ) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-text (n_i, text_width) token features and (B, embed_dim) text embeddings.
 
-        The batch is padded only to its longest text: CLIP's text attention is causal, so real
-        tokens never see the padding and the features equal those of max-length padding.
+        CLIP's batch is padded only to its longest text: its text attention is causal, so real
+        tokens never see the padding and the features equal those of max-length padding (the
+        same holds for masked bidirectional towers). A family trained on max-length padding
+        (SigLIP) is padded to `max_text_tokens`, as its own processor does.
         """
         n = len(token_ids)
         if n == 0:
             return [], np.zeros((0, self.dims["embed_dim"]), np.float32)
         lengths = [len(ids) for ids in token_ids]
         longest = max(lengths)
+        if self.family.text_padding == "max_length":
+            longest = self.max_text_tokens
         ids = torch.full((n, longest), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((n, longest), dtype=torch.long)
         for i, row in enumerate(token_ids):
@@ -543,9 +573,8 @@ class Backbone:
         ids, mask = ids.to(self.device), mask.to(self.device)
         model = self._towers()
         with self._autocast():
-            out = model.text_model(input_ids=ids, attention_mask=mask)
-            embed = model.text_projection(out.pooler_output)  # (B, p)
-        hidden = out.last_hidden_state.float().cpu().numpy()  # (B, Nt, d_t)
+            hidden, embed = self.family.encode_text(model, ids, mask)  # (B, Nt, d_t), (B, p)
+        hidden = hidden.float().cpu().numpy()
         tokens = [hidden[i, :k].copy() for i, k in enumerate(lengths)]
         return tokens, embed.float().cpu().numpy()
 
@@ -565,7 +594,8 @@ class Backbone:
     def encode_pixels(
         self, pixel_values: np.ndarray | torch.Tensor
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(B, Nv, vision_width) image tokens (post-layernormed, CLS first), (B, embed_dim)."""
+        """(B, Nv, vision_width) image tokens (after the final norm; CLS first when the family
+        has one), (B, embed_dim)."""
         pixels = torch.as_tensor(pixel_values, dtype=torch.float32)
         if pixels.shape[0] == 0:
             d = self.dims
@@ -575,7 +605,5 @@ class Backbone:
             )
         model = self._towers()
         with self._autocast():
-            out = model.vision_model(pixel_values=pixels.to(self.device))
-            tokens = model.vision_model.post_layernorm(out.last_hidden_state)  # (B, Nv, d_v)
-            embed = model.visual_projection(tokens[:, 0])  # (B, p)
+            tokens, embed = self.family.encode_image(model, pixels.to(self.device))
         return tokens.float().cpu().numpy(), embed.float().cpu().numpy()

@@ -1,8 +1,17 @@
 """Posts -> frozen CLIP features: the resumable store extraction, and on-the-fly featurisation.
 
-Both go through one code path (`_load_post` in worker processes, `_encode_batch` in the main
-process), so features computed on the fly for `predict`/`serve` are the ones extraction writes.
-(`semloc.scale.ray_extract` runs the same two functions in Ray tasks and actors.)
+The steps, public so every engine runs the same ones (`semloc.scale.ray_extract` runs them in
+Ray tasks and actors):
+
+    plan_batches        which input positions form each CLIP batch (never crossing a shard)
+    PostLoader.load     tokenise (one batched call) and decode + resize the images of posts;
+      + collate         picklable, so it runs in DataLoader workers and Ray tasks
+    encode_batch        the image policy, then both towers, on one loaded batch
+    StoreExtraction     setup (writer, run record, outcomes, pending batches), `add` an encoded
+                        batch (commits its shard when complete), `finish` (report + manifest)
+
+Features computed on the fly for `predict`/`serve` go through the same `PostLoader` and
+`encode_batch`, so they are the ones extraction writes.
 
 Extraction (`extract_to_store`):
 
@@ -31,10 +40,12 @@ batches, so a resumed store is bit-identical.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,26 +96,28 @@ class PostOutcome:
 
 
 @dataclass
-class _Loaded:
-    """One post after the worker: token ids and pixels (or why there are none)."""
+class LoadedPost:
+    """One post after loading: token ids and pixels (or why there are none)."""
 
     index: int
     token_ids: list[int]
     truncated: bool
-    pixels: np.ndarray | None = None  # (3, H, W) float32; moved into _Batch.pixels by _collate
+    pixels: np.ndarray | None = None  # (3, H, W) float32; moved into LoadedBatch.pixels by collate
     reason: str | None = None
     detail: str | None = None
     has_pixels: bool = False
 
 
 @dataclass
-class _Batch:
-    items: list[_Loaded]
+class LoadedBatch:
+    """Loaded posts of one CLIP batch, the pixels of those with an image stacked in one tensor."""
+
+    items: list[LoadedPost]
     pixels: torch.Tensor  # (k, 3, H, W) for the items with pixels, in item order
 
 
 @dataclass
-class _Encoded:
+class EncodedPosts:
     """Features of kept posts, in input order."""
 
     indices: list[int] = field(default_factory=list)
@@ -115,100 +128,158 @@ class _Encoded:
     text_tokens: list[np.ndarray] = field(default_factory=list)
     text_embed: list[np.ndarray] = field(default_factory=list)
 
-    def extend(self, other: _Encoded) -> None:
+    def extend(self, other: EncodedPosts) -> None:
         for name in self.__dataclass_fields__:
             getattr(self, name).extend(getattr(other, name))
 
 
 # ----------------------------------------------------------------------------------------------
-# loading (runs in worker processes)
+# planning
 
 
-def _load_post(
-    index: int,
-    text: str,
-    image: Path | Image.Image | bytes | None,
-    backbone_parts: tuple[Any, Any, int],
-) -> _Loaded:
-    tokenizer, preprocessing, max_pixels = backbone_parts
-    enc = tokenizer.encode(text)
-    item = _Loaded(index=index, token_ids=enc.ids, truncated=len(enc.overflowing) > 0)
-    if image is None:
-        return item
-    try:
-        if isinstance(image, Path):
-            img = load_image(image, max_pixels=max_pixels)
-        elif isinstance(image, bytes | bytearray):
-            img = load_image_bytes(bytes(image), max_pixels=max_pixels)
-        else:
-            img = check_image(image, max_pixels=max_pixels)
-        item.pixels = preprocessing(img)
-    except ImageProblem as e:
-        item.reason, item.detail = e.reason, e.detail
-    except Exception as e:  # a decoder bug on one odd file must not end a long extraction
-        item.reason, item.detail = "corrupt", f"{type(e).__name__}: {e}"
-    return item
+def plan_batches(
+    num_posts: int, shards: Sequence[int], shard_size: int, batch_size: int
+) -> list[list[int]]:
+    """The CLIP batches of `shards`: `batch_size` consecutive input positions, never crossing a
+    shard (shard k = positions [k * shard_size, (k + 1) * shard_size)), in shard order.
+
+    Both engines cut exactly these batches, so every feature is computed from the same inputs in
+    the same batch (batched matmuls round in the last bits depending on the batch's shape)."""
+    if shard_size < 1 or batch_size < 1:
+        raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
+    batches = []
+    for k in shards:
+        stop = min((k + 1) * shard_size, num_posts)
+        for s in range(k * shard_size, stop, batch_size):
+            batches.append(list(range(s, min(s + batch_size, stop))))
+    return batches
+
+
+# ----------------------------------------------------------------------------------------------
+# loading (runs in worker processes and Ray tasks)
+
+
+@dataclass(frozen=True)
+class PostLoader:
+    """Texts and images -> loaded posts: tokenisation, image decoding, resizing, normalising.
+
+    Holds only picklable things (the Rust tokenizer, the preprocessing settings, the pixel
+    limit), so worker processes and Ray tasks get it cheaply and never touch the model."""
+
+    tokenizer: Any  # tokenizers.Tokenizer with the backbone's truncation
+    preprocessing: Any  # the backbone's ImagePreprocessing
+    max_pixels: int
+
+    @classmethod
+    def for_backbone(cls, backbone: Backbone, max_pixels: int) -> PostLoader:
+        return cls(backbone.text_tokenizer, backbone.preprocessing, max_pixels)
+
+    def load(
+        self,
+        indices: Sequence[int],
+        texts: Sequence[str],
+        images: Sequence[Path | Image.Image | bytes | None],
+    ) -> list[LoadedPost]:
+        """Load posts (input positions `indices`); texts are tokenised in one batched call."""
+        encodings = self.tokenizer.encode_batch(list(texts)) if len(texts) else []
+        items = []
+        for index, enc, image in zip(indices, encodings, images, strict=True):
+            item = LoadedPost(index=index, token_ids=enc.ids, truncated=len(enc.overflowing) > 0)
+            if image is not None:
+                self._load_image(item, image)
+            items.append(item)
+        return items
+
+    def _load_image(self, item: LoadedPost, image: Path | Image.Image | bytes) -> None:
+        try:
+            if isinstance(image, Path):
+                img = load_image(image, max_pixels=self.max_pixels)
+            elif isinstance(image, bytes | bytearray):
+                img = load_image_bytes(bytes(image), max_pixels=self.max_pixels)
+            else:
+                img = check_image(image, max_pixels=self.max_pixels)
+            item.pixels = self.preprocessing(img)
+        except ImageProblem as e:
+            item.reason, item.detail = e.reason, e.detail
+        except Exception as e:  # a decoder bug on one odd file must not end a long extraction
+            item.reason, item.detail = "corrupt", f"{type(e).__name__}: {e}"
+
+    def load_batch(
+        self,
+        indices: Sequence[int],
+        texts: Sequence[str],
+        images: Sequence[Path | Image.Image | bytes | None],
+    ) -> LoadedBatch:
+        """`load` + `collate`: one CLIP batch, ready for `encode_batch`."""
+        return collate(self.load(indices, texts, images))
+
+
+def collate(items: list[LoadedPost]) -> LoadedBatch:
+    """Loaded posts -> one batch; the pixels travel as one tensor (shared memory between
+    processes), not as pickled per-post arrays."""
+    arrays = [it.pixels for it in items if it.pixels is not None]
+    pixels = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0)
+    for it in items:
+        it.has_pixels, it.pixels = it.pixels is not None, None
+    return LoadedBatch(items=items, pixels=pixels)
 
 
 class _PostSource(torch.utils.data.Dataset):
-    """Index -> _Loaded. Holds only picklable things (paths, texts, the Rust tokenizer, the
-    preprocessing settings), so worker processes start cheaply and never touch the model."""
+    """Positions -> loaded posts, for the local engine's DataLoader (batched fetches)."""
 
     def __init__(
         self,
         texts: Sequence[str],
         images: Sequence[Path | Image.Image | bytes | None],
-        backbone: Backbone,
-        max_pixels: int,
+        loader: PostLoader,
     ) -> None:
         self.texts = texts
         self.images = images
-        self.parts = (backbone.text_tokenizer, backbone.preprocessing, max_pixels)
+        self.loader = loader
 
     def __len__(self) -> int:
         return len(self.texts)
 
-    def __getitem__(self, index: int) -> _Loaded:
-        return _load_post(index, self.texts[index], self.images[index], self.parts)
+    def __getitem__(self, index: int) -> LoadedPost:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[LoadedPost]:
+        # the DataLoader fetches a whole batch at once: one batched tokeniser call per batch
+        return self.loader.load(
+            indices, [self.texts[i] for i in indices], [self.images[i] for i in indices]
+        )
 
 
-def _collate(items: list[_Loaded]) -> _Batch:
-    # pixels travel as one tensor (shared memory), not as pickled per-post arrays
-    arrays = [it.pixels for it in items if it.pixels is not None]
-    pixels = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0)
-    for it in items:
-        it.has_pixels, it.pixels = it.pixels is not None, None
-    return _Batch(items=items, pixels=pixels)
-
-
-def _iterate(source: _PostSource, batches: list[list[int]], num_workers: int) -> Iterator[_Batch]:
+def _iterate(
+    source: _PostSource, batches: list[list[int]], num_workers: int
+) -> Iterator[LoadedBatch]:
     """Loaded batches in order; with workers, decoding runs ahead of the model."""
     if num_workers <= 0 or len(batches) <= 1:
         for b in batches:
-            yield _collate([source[i] for i in b])
+            yield collate(source.__getitems__(b))
         return
     loader = torch.utils.data.DataLoader(
         source,
         batch_sampler=batches,
         num_workers=min(num_workers, len(batches)),
-        collate_fn=_collate,
+        collate_fn=collate,
         prefetch_factor=4,  # a few batches of decoded images queued per worker
     )
     yield from loader
 
 
 # ----------------------------------------------------------------------------------------------
-# encoding (main process)
+# encoding (the process that holds the model)
 
 
 def _encode_images(
     backbone: Backbone,
-    batch: _Batch,
+    batch: LoadedBatch,
     policy: str,
-    outcomes: dict[int, PostOutcome],
-) -> _Encoded:
-    """The image policy and the vision tower: an `_Encoded` without text features yet."""
-    kept: list[_Loaded] = []
+    outcomes: Mapping[int, PostOutcome],
+) -> EncodedPosts:
+    """The image policy and the vision tower: an `EncodedPosts` without text features yet."""
+    kept: list[LoadedPost] = []
     pixel_rows: list[int] = []  # row in batch.pixels of each kept item with an image, else -1
     cursor = 0
     for it in batch.items:
@@ -234,11 +305,14 @@ def _encode_images(
             out.status = "ok"
         kept.append(it)
         pixel_rows.append(row)
-    enc = _Encoded()
+    enc = EncodedPosts()
     if not kept:
         return enc
     with_image = [r for r in pixel_rows if r >= 0]
-    image_tokens, image_embed = backbone.encode_pixels(batch.pixels[with_image])
+    # the usual case keeps every image: no copy of the batch's pixels
+    everyone = len(with_image) == batch.pixels.shape[0]
+    pixels = batch.pixels if everyone else batch.pixels[with_image]
+    image_tokens, image_embed = backbone.encode_pixels(pixels)
     d = backbone.dims
     zero_tokens = np.zeros((d["num_image_tokens"], d["vision_width"]), np.float32)
     zero_embed = np.zeros((d["embed_dim"],), np.float32)
@@ -257,15 +331,16 @@ def _encode_images(
     return enc
 
 
-def _encode_batch(
+def encode_batch(
     backbone: Backbone,
-    batch: _Batch,
+    batch: LoadedBatch,
     policy: str,
-    outcomes: dict[int, PostOutcome],
-) -> _Encoded:
+    outcomes: Mapping[int, PostOutcome],
+) -> EncodedPosts:
     """Apply the image policy to a loaded batch, then run both towers on the posts it keeps.
 
-    `outcomes` (index -> outcome, prefilled with id/row/image) is updated in place.
+    `outcomes` (input position -> outcome, prefilled with id/row/image; at least the batch's
+    posts) is updated in place. Raises `ImageError` under the `fail` policy.
     """
     enc = _encode_images(backbone, batch, policy, outcomes)
     if enc.indices:
@@ -278,7 +353,7 @@ def _stack(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     return np.stack(arrays) if arrays else np.zeros((0, *shape), np.float32)
 
 
-def _shard_data(enc: _Encoded, posts: Sequence[Any], backbone: Backbone) -> ShardData:
+def _shard_data(enc: EncodedPosts, posts: Sequence[Any], backbone: Backbone) -> ShardData:
     d = backbone.dims
     return ShardData(
         ids=[posts[i].id for i in enc.indices],
@@ -314,7 +389,8 @@ def bf16_agreement(backbone: Backbone, token_ids: Sequence[Sequence[int]], pixel
 BF16_MIN_COSINE = 0.999
 
 
-def _check_bf16(backbone: Backbone, batch: _Batch, sample: int = 4) -> None:
+def check_bf16(backbone: Backbone, batch: LoadedBatch, sample: int = 4) -> None:
+    """Refuse a backbone whose bf16 features disagree with fp32 on a few posts of `batch`."""
     # a few posts suffice to catch a backbone that bf16 breaks; more would cost fp32 passes
     ids = [it.token_ids for it in batch.items[:sample]]
     cos = bf16_agreement(backbone, ids, batch.pixels[:sample])
@@ -329,12 +405,13 @@ def _check_bf16(backbone: Backbone, batch: _Batch, sample: int = 4) -> None:
 # on-the-fly featurisation (predict, serve)
 
 
-def _to_feature_batch(enc: _Encoded, backbone: Backbone, dtype: str) -> FeatureBatch:
+def to_feature_batch(enc: EncodedPosts, backbone: Backbone, dtype: str) -> FeatureBatch:
+    """Encoded posts as a model batch, rounded through the storage `dtype` and back: the numbers
+    a model sees when reading a store of that dtype."""
     d = backbone.dims
     n = len(enc.indices)
 
     def rounded(a: np.ndarray) -> torch.Tensor:
-        # through the storage dtype and back: the numbers a model sees when reading a store
         return torch.from_numpy(np.asarray(a).astype(dtype).astype(np.float32))
 
     max_len = max([1, *(t.shape[0] for t in enc.text_tokens)])
@@ -363,14 +440,21 @@ def _featurize(
     cfg: ExtractConfig,
     dtype: str | None,
 ) -> tuple[FeatureBatch, list[PostOutcome]]:
-    source = _PostSource(texts, images, backbone, cfg.max_image_pixels)
-    size = max(1, cfg.batch_size)
-    batches = [list(range(s, min(s + size, len(texts)))) for s in range(0, len(texts), size)]
+    source = _PostSource(texts, images, PostLoader.for_backbone(backbone, cfg.max_image_pixels))
+    n = len(texts)
+    batches = plan_batches(n, [0], max(n, 1), max(1, cfg.batch_size))
     by_index = {o.index: o for o in outcomes}
-    enc = _Encoded()
-    for batch in _iterate(source, batches, cfg.num_workers):
-        enc.extend(_encode_batch(backbone, batch, cfg.image_policy, by_index))
-    return _to_feature_batch(enc, backbone, dtype or cfg.dtype), outcomes
+    enc = EncodedPosts()
+    # decoding workers by the budget; torch threads stay the caller's (a server, a notebook)
+    workers = thread_budget(cfg.num_workers, cfg.num_threads)[0]
+    for batch in _iterate(source, batches, workers):
+        enc.extend(encode_batch(backbone, batch, cfg.image_policy, by_index))
+    return to_feature_batch(enc, backbone, dtype or cfg.dtype), outcomes
+
+
+def post_outcome(index: int, post: Any) -> PostOutcome:
+    """The outcome record of a post (a `Post` of `read_posts`) before it is loaded."""
+    return PostOutcome(index=index, post_id=post.id, row=post.row, status="ok", image=post.image)
 
 
 def featurize_posts(
@@ -389,10 +473,7 @@ def featurize_posts(
     store a model was trained on.
     """
     base = Path(base_dir)
-    outcomes = [
-        PostOutcome(index=i, post_id=p.id, row=p.row, status="ok", image=p.image)
-        for i, p in enumerate(posts)
-    ]
+    outcomes = [post_outcome(i, p) for i, p in enumerate(posts)]
     images = [p.image_path(base) for p in posts]
     return _featurize([p.text for p in posts], images, outcomes, backbone, cfg, dtype)
 
@@ -452,34 +533,18 @@ class ExtractionResult:
     shards_written: int  # by this call
 
 
-def _run_record(posts_path: Path, num_posts: int, cfg: ExtractConfig, data_cfg: DataConfig) -> dict:
+def run_record(
+    posts_sha256: str, num_posts: int, cfg: ExtractConfig, data_cfg: DataConfig
+) -> dict[str, Any]:
+    """What decides which posts land in which shard: resuming with a different one is refused."""
     return {
-        "posts_sha256": sha256_file(posts_path),
+        "posts_sha256": posts_sha256,
         "num_input_posts": num_posts,
         "shard_size": cfg.shard_size,
         "image_policy": cfg.image_policy,
         "max_image_pixels": cfg.max_image_pixels,
         "split": asdict(data_cfg),
     }
-
-
-def _check_run_record(state: Path, record: dict[str, Any], posts_path: Path) -> None:
-    path = state / "run.json"
-    if not path.exists():
-        atomic_write_json(path, {**record, "posts_file": str(posts_path)})
-        return
-    have = json.loads(path.read_text())
-    diff = [
-        f"  {k}: store has {have.get(k)!r}, this run has {v!r}"
-        for k, v in record.items()
-        if have.get(k) != v
-    ]
-    if diff:
-        raise SemlocError(
-            f"{state.parent} holds (part of) an extraction of different posts or settings; "
-            "resuming would mix two extractions. Use another --out, delete it, or repeat the "
-            "original command. Differences:\n" + "\n".join(diff)
-        )
 
 
 def _shard_record(k: int, start: int, stop: int, outcomes: Sequence[PostOutcome]) -> dict:
@@ -508,6 +573,157 @@ def _shard_record(k: int, start: int, stop: int, outcomes: Sequence[PostOutcome]
         "problems": problems,
         "truncated": truncated,
     }
+
+
+def extraction_backbone(
+    cfg: ExtractConfig, backbone: Backbone | None = None, *, device: str | None = None
+) -> Backbone:
+    """`backbone`, checked against `cfg`, or the one `cfg.backbone` names, loaded on `device`
+    (default: `cfg.device` resolved). `extract.bf16=auto` is decided for `cfg.device`, where the
+    towers run (`semloc.precision.resolve_bf16_flag`)."""
+    towers = resolve_device(cfg.device, "extract.device")
+    bf16 = resolve_bf16_flag(cfg.bf16, towers)
+    if backbone is not None:
+        if backbone.bf16 != bf16:
+            raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
+        return backbone
+    if not cfg.backbone:
+        raise SemlocError("no backbone given: pass --backbone DIR_OR_HUB_ID")
+    return load_backbone(
+        cfg.backbone, allow_network=cfg.allow_network, bf16=bf16, device=device or towers
+    )
+
+
+class StoreExtraction:
+    """One extraction into a store, whichever engine computes the features.
+
+    Opening it does the setup both engines share: the store writer (its header refuses features
+    of another backbone), the extraction state directory, the run record (refuses other posts or
+    settings), the outcome of every post and the batches still to compute
+    (`plan_batches` over the shards not yet committed). The engine then loads and encodes
+    `batches` however it likes and hands each encoded batch to `add`, in any order; a shard is
+    committed as soon as all its batches are in. `finish` writes the report and the manifest.
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        posts: Sequence[Any],
+        backbone: Backbone,
+        cfg: ExtractConfig,
+        record: dict[str, Any],
+        *,
+        posts_file: str | Path,
+        on_shard: Callable[[int], None] | None = None,
+    ) -> None:
+        if cfg.shard_size < 1 or cfg.batch_size < 1:
+            raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
+        self.out = Path(out)
+        self.posts = posts
+        self.backbone = backbone
+        self.cfg = cfg
+        self.on_shard = on_shard
+        self.writer = FeatureStoreWriter(self.out, backbone.header(cfg.dtype))
+        self.state = self.out / STATE_DIR
+        self.state.mkdir(exist_ok=True)
+        for leftover in self.state.glob(".*.tmp"):  # an interrupted atomic write
+            leftover.unlink(missing_ok=True)
+        path = self.state / "run.json"
+        if path.exists():
+            have = json.loads(path.read_text())
+            diff = [
+                f"  {k}: store has {have.get(k)!r}, this run has {v!r}"
+                for k, v in record.items()
+                if have.get(k) != v
+            ]
+            if diff:
+                raise SemlocError(
+                    f"{self.out} holds (part of) an extraction of different posts or settings; "
+                    "resuming would mix two extractions. Use another --out, delete it, or repeat "
+                    "the original command. Differences:\n" + "\n".join(diff)
+                )
+        else:
+            atomic_write_json(path, {**record, "posts_file": str(posts_file)})
+        self.run = json.loads(path.read_text())
+        self.num_shards = -(-len(posts) // cfg.shard_size)
+        self.complete = self.writer.is_complete
+        self.pending = (
+            []
+            if self.complete
+            else [k for k in range(self.num_shards) if not self.writer.has_shard(k)]
+        )
+        self.batches = plan_batches(len(posts), self.pending, cfg.shard_size, cfg.batch_size)
+        self.outcomes = {i: post_outcome(i, p) for i, p in enumerate(posts)}
+        self.shards_written = 0
+        self._waiting = {k: self.shard_bounds(k)[1] - self.shard_bounds(k)[0] for k in self.pending}
+        self._arrived: dict[int, list[tuple[int, EncodedPosts]]] = {}
+
+    def shard_bounds(self, k: int) -> tuple[int, int]:
+        """The input positions [start, stop) of shard k."""
+        size = self.cfg.shard_size
+        return k * size, min((k + 1) * size, len(self.posts))
+
+    @property
+    def todo(self) -> int:
+        """Posts still to compute."""
+        return sum(len(b) for b in self.batches)
+
+    def progress(self) -> Any:
+        """A tqdm bar over the posts still to compute (posts/s, ETA)."""
+        return extraction_progress(self.cfg.progress, self.todo, len(self.posts) - self.todo)
+
+    def add(
+        self,
+        indices: Sequence[int],
+        enc: EncodedPosts,
+        outcomes: Sequence[PostOutcome] | None = None,
+    ) -> int | None:
+        """Hand in the encoded batch of input positions `indices` (with the batch's outcomes
+        when another process computed them); commits and returns its shard when complete."""
+        for o in outcomes or ():
+            self.outcomes[o.index] = o
+        k = indices[0] // self.cfg.shard_size
+        if k not in self._waiting:
+            raise SemlocError(f"{self.out}: a batch of shard {k}, which is not pending")
+        self._arrived.setdefault(k, []).append((indices[0], enc))
+        self._waiting[k] -= len(indices)
+        if self._waiting[k] > 0:
+            return None
+        del self._waiting[k]
+        shard = EncodedPosts()
+        for _, part in sorted(self._arrived.pop(k), key=lambda t: t[0]):
+            shard.extend(part)
+        self.commit_shard(k, shard)
+        return k
+
+    def commit_shard(self, k: int, enc: EncodedPosts) -> None:
+        """Write shard k (all its kept posts, in input order) and its outcome record."""
+        start, stop = self.shard_bounds(k)
+        rec = _shard_record(k, start, stop, [self.outcomes[i] for i in range(start, stop)])
+        # the record first: a committed shard always has one (a record without its shard is
+        # simply rewritten by the resumed run)
+        atomic_write_json(self.state / f"shard-{k:06d}.json", rec)
+        self.writer.write_shard(k, _shard_data(enc, self.posts, self.backbone))
+        self.shards_written += 1
+        if self.on_shard is not None:
+            self.on_shard(k)
+
+    def finish(self, records: dict[str, Any] | None = None) -> ExtractionResult:
+        """The result of a complete store, or write the report and the manifest of one whose
+        shards are all committed (`records`: what reading the posts found, `records_summary`)."""
+        if self.complete:
+            manifest = json.loads((self.out / "manifest.json").read_text())
+            return ExtractionResult(self.out, manifest, True, 0)
+        if self._waiting:
+            missing = sorted(self._waiting)
+            raise SemlocError(f"{self.out}: shards {missing} are not complete yet")
+        extraction, report = _summarise(self.state, self.num_shards, self.run, self.backbone)
+        extraction["backbone_path"] = self.backbone.path
+        if records is not None:
+            extraction["records"] = records
+        atomic_write_json(self.out / REPORT_FILE, report)
+        manifest = self.writer.finalize({"extraction": extraction})
+        return ExtractionResult(self.out, manifest, False, self.shards_written)
 
 
 def _summarise(state: Path, num_shards: int, run: dict[str, Any], backbone: Backbone) -> tuple:
@@ -567,82 +783,29 @@ def extract_to_store(
         raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
     table = read_posts(posts_path, data_cfg=data_cfg)  # DataError lists every bad row
     posts = table.records
-    device = resolve_device(cfg.device, "extract.device")
-    bf16 = resolve_bf16_flag(cfg.bf16, device)  # extract.bf16=auto: bf16 where it is native
-    if backbone is None:
-        backbone = load_backbone(
-            cfg.backbone, allow_network=cfg.allow_network, bf16=bf16, device=device
-        )
-    elif backbone.bf16 != bf16:
-        raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
-    out = Path(out)
-    writer = FeatureStoreWriter(out, backbone.header(cfg.dtype))
-    state = out / STATE_DIR
-    state.mkdir(exist_ok=True)
-    for leftover in state.glob(".*.tmp"):  # an interrupted atomic write
-        leftover.unlink(missing_ok=True)
-    record = _run_record(posts_path, len(posts), cfg, data_cfg)
-    _check_run_record(state, record, posts_path.resolve())
-    run = json.loads((state / "run.json").read_text())
-    size = cfg.shard_size
-    num_shards = -(-len(posts) // size)
-    if writer.is_complete:
-        return ExtractionResult(out, json.loads((out / "manifest.json").read_text()), True, 0)
-
-    pending = [k for k in range(num_shards) if not writer.has_shard(k)]
-    batches = [
-        list(range(s, min(s + cfg.batch_size, (k + 1) * size, len(posts))))
-        for k in pending
-        for s in range(k * size, min((k + 1) * size, len(posts)), cfg.batch_size)
-    ]
+    backbone = extraction_backbone(cfg, backbone)
+    record = run_record(sha256_file(posts_path), len(posts), cfg, data_cfg)
+    job = StoreExtraction(
+        out, posts, backbone, cfg, record, posts_file=posts_path.resolve(), on_shard=on_shard
+    )
+    if job.complete:
+        return job.finish()
     source = _PostSource(
         [p.text for p in posts],
         [p.image_path(table.base_dir) for p in posts],
-        backbone,
-        cfg.max_image_pixels,
+        PostLoader.for_backbone(backbone, cfg.max_image_pixels),
     )
-    outcomes = {
-        i: PostOutcome(index=i, post_id=p.id, row=p.row, status="ok", image=p.image)
-        for i, p in enumerate(posts)
-    }
-    todo = sum(len(b) for b in batches)
-    progress = _progress(cfg.progress, todo, len(posts) - todo)
-    written = 0
-    shard_enc = _Encoded()
-    current = pending[0] if pending else None
     checked_bf16 = not backbone.bf16
-    try:
-        for batch in _iterate(source, batches, cfg.num_workers):
+    workers, threads = thread_budget(cfg.num_workers, cfg.num_threads)
+    with job.progress() as progress, torch_threads(threads):
+        for batch in _iterate(source, job.batches, workers):
             if not checked_bf16:
-                _check_bf16(backbone, batch)
+                check_bf16(backbone, batch)
                 checked_bf16 = True
-            k = batch.items[0].index // size
-            if k != current:
-                raise AssertionError("batches arrived out of shard order")
-            shard_enc.extend(_encode_batch(backbone, batch, cfg.image_policy, outcomes))
+            enc = encode_batch(backbone, batch, cfg.image_policy, job.outcomes)
+            job.add([it.index for it in batch.items], enc)
             progress.update(len(batch.items))
-            last_index = batch.items[-1].index
-            if last_index == min((k + 1) * size, len(posts)) - 1:
-                start, stop = k * size, min((k + 1) * size, len(posts))
-                rec = _shard_record(k, start, stop, [outcomes[i] for i in range(start, stop)])
-                # the record first: a committed shard always has one (a record without its
-                # shard is simply rewritten by the resumed run)
-                atomic_write_json(state / f"shard-{k:06d}.json", rec)
-                writer.write_shard(k, _shard_data(shard_enc, posts, backbone))
-                written += 1
-                if on_shard is not None:
-                    on_shard(k)
-                shard_enc = _Encoded()
-                nxt = pending.index(k) + 1
-                current = pending[nxt] if nxt < len(pending) else None
-    finally:
-        progress.close()
-    extraction, report = _summarise(state, num_shards, run, backbone)
-    extraction["backbone_path"] = backbone.path
-    extraction["records"] = records_summary(table, data_cfg)
-    atomic_write_json(out / REPORT_FILE, report)
-    manifest = writer.finalize({"extraction": extraction})
-    return ExtractionResult(out, manifest, False, written)
+    return job.finish(records=records_summary(table, data_cfg))
 
 
 def records_summary(tables: Any, data_cfg: DataConfig) -> dict[str, Any]:
@@ -660,6 +823,45 @@ def records_summary(tables: Any, data_cfg: DataConfig) -> dict[str, Any]:
     }
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_budget(
+    num_workers: int = -1, num_threads: int = 0, cores: int | None = None
+) -> tuple[int, int]:
+    """(decoding workers, torch threads) for extraction: each as given when set (>= 0 workers,
+    >= 1 threads), else chosen for `cores` (default: `usable_cores()`).
+
+    The towers are the work: at ViT-B/32 size decoding + resizing a photo costs about a tenth of
+    the towers' time on it (docs/scale.md has the profile), so the towers get every core and one
+    decoding worker per 8 cores (at least one) runs ahead of them, sleeping on its full prefetch
+    queue most of the time. Fewer torch threads than cores would idle a core for the towers;
+    more workers would only add processes fighting the towers for the same cores.
+    """
+    cores = cores or usable_cores()
+    workers = num_workers if num_workers >= 0 else max(1, cores // 8)
+    threads = num_threads if num_threads >= 1 else cores
+    return workers, threads
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set for the duration (it is process-wide), then restored."""
+    before = torch.get_num_threads()
+    if num_threads != before:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def resolve_device(device: str, key: str = "device") -> str:
     """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
     if device == "auto":
@@ -670,7 +872,8 @@ def resolve_device(device: str, key: str = "device") -> str:
     return device
 
 
-def _progress(enabled: bool, total: int, done: int) -> Any:
+def extraction_progress(enabled: bool, total: int, done: int) -> Any:
+    """The progress bar of an extraction: `total` posts to go, `done` already in the store."""
     from tqdm import tqdm
 
     return tqdm(

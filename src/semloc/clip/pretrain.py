@@ -458,6 +458,12 @@ def _prepare_model(
     if init is not None:
         source = Path(init)
         backbone = load_backbone(source)
+        if not backbone.family.pretrainable:
+            raise SemlocError(
+                f"--init {source}: pretrain-clip trains CLIP models only (CLIPModel's contrastive "
+                f"softmax loss), and this is a {backbone.family.architecture}; other families "
+                "are supported for extraction, training and prediction, not for pretraining"
+            )
     else:
         from semloc.clip.tiny import build_clip_from_scratch
 

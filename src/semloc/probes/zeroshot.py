@@ -4,7 +4,10 @@ Each class's embedding is built from prompt templates filled with the class's ph
 YAML file, `prompts.yaml` beside this module by default), the way open_clip builds zero-shot
 classifiers: normalise each prompt embedding, average, renormalise. A post is assigned the class
 whose embedding has the highest cosine with its CLIP image embedding, text embedding, or both
-(mean of the two cosines).
+(mean of the two cosines). The logits are the backbone family's own pair logits
+(`semloc.clip.families.pair_logits`, from the store header): cosine x logit scale for CLIP and
+Chinese-CLIP, plus SigLIP's learned bias for SigLIP (whose per-class probability is the sigmoid
+of that logit); the argmax is the cosine's either way.
 
 The class embeddings must come from the text tower of the very CLIP that extracted the store's
 features (`store.manifest["backbone"]`); embeddings of another CLIP live in another space. The text
@@ -41,6 +44,7 @@ Modality = Literal["image", "text", "both"]
 MODALITIES: tuple[str, ...] = ("image", "text", "both")
 DEFAULT_PROMPTS = Path(__file__).with_name("prompts.yaml")
 LOGIT_SCALE = 100.0  # CLIP's learned temperature; argmax ignores it, probabilities do not
+COSINE = {"kind": "cosine", "logit_scale": LOGIT_SCALE}
 
 
 @dataclass
@@ -110,26 +114,34 @@ def build_zero_shot_classifier(
 
 
 def zero_shot_logits(
-    classifier: np.ndarray, pooled: PooledEmbeddings, modality: Modality = "image"
+    classifier: np.ndarray,
+    pooled: PooledEmbeddings,
+    modality: Modality = "image",
+    similarity: dict[str, Any] | None = None,
 ) -> np.ndarray:
-    """(N, C) scaled cosines between posts and class embeddings.
+    """(N, C) pair logits between posts and class embeddings: the family's `similarity`
+    (`semloc.clip.families.similarity_of_header`; default CLIP's cosine x 100) of the cosines.
 
     A post without an image has nothing to score on the image side, so with `image` or `both` it
     is scored from its text (rather than getting an arbitrary class from a zero vector)."""
+    from semloc.clip.families import pair_logits
+
     if modality not in MODALITIES:
         raise SemlocError(f"zero-shot modality {modality!r} is not one of {', '.join(MODALITIES)}")
     text = normalize_rows(pooled.text_embed) @ classifier.T  # (N, C)
     if modality == "text":
-        return LOGIT_SCALE * text
-    image = normalize_rows(pooled.image_embed) @ classifier.T  # (N, C)
-    with_image = image if modality == "image" else (text + image) / 2
-    return LOGIT_SCALE * np.where(pooled.image_present[:, None], with_image, text)
+        cosine = text
+    else:
+        image = normalize_rows(pooled.image_embed) @ classifier.T  # (N, C)
+        with_image = image if modality == "image" else (text + image) / 2
+        cosine = np.where(pooled.image_present[:, None], with_image, text)
+    return pair_logits(cosine, similarity or COSINE)
 
 
 def text_encoder_for_store(
     store: FeatureStore, device: str = "cpu", batch_size: int = 256
 ) -> EncodeTexts:
-    """The text tower of the CLIP that extracted `store`, loaded from local files only.
+    """The text tower of the backbone that extracted `store`, loaded from local files only.
 
     It is looked up where extraction loaded it from (`backbone_path`, else its name) and must
     have the same weights and tokenizer, and the same compute dtype, as the stored features."""
@@ -199,7 +211,9 @@ def evaluate_zero_shot(
     encoder = encode_texts or text_encoder_for_store(store)
     classifier = build_zero_shot_classifier(encoder, store.labels, prompts)
     pooled = read_pooled(store, idx)
-    logits = zero_shot_logits(classifier, pooled, modality)
+    from semloc.clip.families import similarity_of_header
+
+    logits = zero_shot_logits(classifier, pooled, modality, similarity_of_header(store.manifest))
     metrics = classification_metrics(pooled.labels, logits.argmax(1), store.labels)
     metrics.update(
         split=split,

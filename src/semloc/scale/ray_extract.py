@@ -30,13 +30,13 @@ the same paths (a shared file system), and have semloc installed; see docs/scale
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
-import json
 import logging
 import pickle
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,33 +45,28 @@ import torch
 
 from semloc.clip.backbone import Backbone, load_backbone
 from semloc.clip.extract import (
-    REPORT_FILE,
-    STATE_DIR,
+    EncodedPosts,
     ExtractionResult,
     ImageError,
+    LoadedBatch,
+    PostLoader,
     PostOutcome,
-    _check_bf16,
-    _check_run_record,
-    _collate,
-    _encode_batch,
-    _Encoded,
-    _load_post,
-    _progress,
-    _run_record,
-    _shard_data,
-    _shard_record,
-    _summarise,
-    _to_feature_batch,
+    StoreExtraction,
+    check_bf16,
+    encode_batch,
+    extraction_backbone,
+    extraction_progress,
+    plan_batches,
+    post_outcome,
     records_summary,
-    resolve_device,
+    run_record,
+    to_feature_batch,
 )
 from semloc.config import DataConfig, ExtractConfig
-from semloc.data.records import FORMATS, Post, assign_splits, read_posts
+from semloc.data.records import FORMATS, Post, PostTable, assign_splits, read_posts
 from semloc.errors import DataError, SemlocError
-from semloc.features.store import FeatureStoreWriter
-from semloc.io import atomic_write_json, sha256_file
+from semloc.io import sha256_file
 from semloc.outputs import Predictions, model_outputs
-from semloc.precision import resolve_bf16_flag
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +83,15 @@ class PostInputs:
     images: list[Path | None]  # resolved image path of each post
     files: list[Path]
     sha256: str  # of the single file, or of its `name sha256` lines for several
-    records: dict[str, Any] = field(default_factory=dict)  # what reading found (manifest)
+    tables: list[PostTable]  # what the reader found in each file
 
     def record(self, cfg: ExtractConfig, data_cfg: DataConfig) -> dict[str, Any]:
-        """What pins the shard layout (the local path's run record, for one file)."""
-        if len(self.files) == 1:
-            return _run_record(self.files[0], len(self.posts), cfg, data_cfg)
-        return {
-            "posts_sha256": self.sha256,
-            "num_input_posts": len(self.posts),
-            "shard_size": cfg.shard_size,
-            "image_policy": cfg.image_policy,
-            "max_image_pixels": cfg.max_image_pixels,
-            "split": asdict(data_cfg),
-        }
+        """What pins the shard layout: the local path's run record (for one file, identical)."""
+        return run_record(self.sha256, len(self.posts), cfg, data_cfg)
+
+    def records_summary(self, data_cfg: DataConfig) -> dict[str, Any]:
+        """The manifest's reading summary, summed over the files (the local path's for one)."""
+        return records_summary(self.tables, data_cfg)
 
 
 def input_files(spec: str | Path) -> list[Path]:
@@ -131,19 +121,13 @@ def read_inputs(
     if len(files) == 1:
         table = read_posts(files[0], data_cfg=data_cfg, require_labels=require_labels)
         images = [p.image_path(table.base_dir) for p in table.records]
-        return PostInputs(
-            table.records,
-            images,
-            files,
-            sha256_file(files[0]),
-            records_summary(table, data_cfg),
-        )
+        return PostInputs(table.records, images, files, sha256_file(files[0]), [table])
     posts: list[Post] = []
     images: list[Path | None] = []
     assigned: list[bool] = []
     first_seen: dict[str, str] = {}
     problems: list[str] = []
-    tables = []
+    tables: list[PostTable] = []
     for f in files:
         table = read_posts(f, data_cfg=data_cfg, require_labels=require_labels)
         tables.append(table)
@@ -169,13 +153,7 @@ def read_inputs(
     if all(assigned):  # one seeded split over all files, not one per file
         assign_splits(posts, data_cfg)
     lines = "".join(f"{f.name} {sha256_file(f)}\n" for f in files)
-    return PostInputs(
-        posts,
-        images,
-        files,
-        hashlib.sha256(lines.encode()).hexdigest(),
-        records_summary(tables, data_cfg),
-    )
+    return PostInputs(posts, images, files, hashlib.sha256(lines.encode()).hexdigest(), tables)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,24 +223,31 @@ def _payload(obj: Any) -> bytes:
 
 @dataclass
 class _BatchSpec:
-    """One CLIP batch of posts: what the decoding task needs."""
+    """One CLIP batch of posts (a `plan_batches` entry): what the loading task needs."""
 
-    batch_id: int
-    shard: int
     indices: list[int]
     texts: list[str]
     images: list[str | None]
     outcomes: list[PostOutcome]
 
 
-def _load_batch(row: dict[str, Any], parts: tuple[Any, Any, int]) -> dict[str, Any]:
+def _batch_specs(inputs: PostInputs, batches: Sequence[list[int]]) -> list[_BatchSpec]:
+    return [
+        _BatchSpec(
+            indices=idx,
+            texts=[inputs.posts[i].text for i in idx],
+            images=[str(inputs.images[i]) if inputs.images[i] is not None else None for i in idx],
+            outcomes=[post_outcome(i, inputs.posts[i]) for i in idx],
+        )
+        for idx in batches
+    ]
+
+
+def _load_batch(row: dict[str, Any], loader: PostLoader) -> dict[str, Any]:
     """Ray task: tokenize, decode and resize the images of one batch (the local worker code)."""
     spec: _BatchSpec = pickle.loads(row["payload"])
-    items = [
-        _load_post(i, text, Path(img) if img else None, parts)
-        for i, text, img in zip(spec.indices, spec.texts, spec.images, strict=True)
-    ]
-    return {"payload": _payload((spec, _collate(items)))}
+    images = [Path(img) if img else None for img in spec.images]
+    return {"payload": _payload((spec, loader.load_batch(spec.indices, spec.texts, images)))}
 
 
 class _ClipActor:
@@ -271,10 +256,7 @@ class _ClipActor:
     def __init__(self, cfg: ExtractConfig, weights_sha256: str, device: str, threads: int) -> None:
         torch.set_num_threads(threads)
         backbone = load_backbone(
-            cfg.backbone,
-            allow_network=cfg.allow_network,
-            bf16=resolve_bf16_flag(cfg.bf16, device),  # extract.bf16=auto: per actor device
-            device=device,
+            cfg.backbone, allow_network=cfg.allow_network, bf16=cfg.bf16, device=device
         )
         self._setup(backbone, weights_sha256, cfg.image_policy)
 
@@ -288,14 +270,15 @@ class _ClipActor:
         self.backbone, self.policy = backbone, policy
         self.checked_bf16 = not backbone.bf16
 
-    def encode(self, spec: _BatchSpec, loaded: Any) -> _Encoded | str:
-        """The batch's features, or the `fail` policy's message."""
+    def encode(self, spec: _BatchSpec, loaded: LoadedBatch) -> EncodedPosts | str:
+        """The batch's features (its outcomes updated in `spec`), or the `fail` policy's message."""
         if not self.checked_bf16:
-            _check_bf16(self.backbone, loaded)
+            check_bf16(self.backbone, loaded)
             self.checked_bf16 = True
-        outcomes = {o.index: o for o in spec.outcomes}
         try:
-            return _encode_batch(self.backbone, loaded, self.policy, outcomes)
+            return encode_batch(
+                self.backbone, loaded, self.policy, {o.index: o for o in spec.outcomes}
+            )
         except ImageError as e:  # travels as data, so the driver raises the user's error
             return str(e)
 
@@ -303,12 +286,13 @@ class _ClipActor:
         out = []
         for cell in batch["payload"]:
             spec, loaded = pickle.loads(cell)
-            out.append(_payload((spec, self.encode(spec, loaded))))
+            out.append(_payload(([spec], self.encode(spec, loaded))))
         return {"payload": np.array(out, dtype=object)}
 
 
 class _PredictActor(_ClipActor):
-    """Ray actor: a trained run and its CLIP; returns probabilities instead of features."""
+    """Ray actor: a trained run and its CLIP. Encodes the CLIP batches of one call, then runs the
+    model on them in calls of `batch_size` posts through `semloc.outputs.model_outputs`."""
 
     def __init__(
         self,
@@ -318,6 +302,7 @@ class _PredictActor(_ClipActor):
         weights_sha256: str,
         device: str,
         threads: int,
+        batch_size: int,
     ) -> None:
         from semloc.prediction import load_run_backbone
         from semloc.runs import load_run
@@ -329,54 +314,55 @@ class _PredictActor(_ClipActor):
         )
         self._setup(backbone, weights_sha256, cfg.image_policy)
         self.dtype = self.run.feature_header["dtype"]
+        self.batch_size = max(1, batch_size)
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = []
+        specs, enc = [], EncodedPosts()
         for cell in batch["payload"]:
             spec, loaded = pickle.loads(cell)
-            enc = self.encode(spec, loaded)
-            result: Any = enc
-            if isinstance(enc, _Encoded):
-                result = _BatchPrediction(indices=enc.indices)
-                if enc.indices:
-                    # rounded through the storage dtype: the numbers the model was trained on
-                    fb = _to_feature_batch(enc, self.backbone, self.dtype)
-                    result.predictions = model_outputs(
-                        self.run.model, [fb], self.backbone.device, temperature=self.run.temperature
-                    )
-            out.append(_payload((spec, result)))
-        return {"payload": np.array(out, dtype=object)}
-
-
-@dataclass
-class _BatchPrediction:
-    indices: list[int]
-    predictions: Predictions | None = None  # index = positions in the input
+            result = self.encode(spec, loaded)
+            if isinstance(result, str):
+                return {"payload": np.array([_payload(([spec], result))], dtype=object)}
+            specs.append(spec)
+            enc.extend(result)
+        preds = None
+        if enc.indices:
+            # rounded through the storage dtype: the numbers the model was trained on
+            fb = to_feature_batch(enc, self.backbone, self.dtype)
+            step = self.batch_size
+            pieces = (
+                fb.select(list(range(s, min(s + step, len(fb))))) for s in range(0, len(fb), step)
+            )
+            preds = model_outputs(
+                self.run.model, pieces, self.backbone.device, temperature=self.run.temperature
+            )
+        return {"payload": np.array([_payload((specs, preds))], dtype=object)}
 
 
 def _pipeline(
     specs: list[_BatchSpec],
-    parts: tuple[Any, Any, int],
+    loader: PostLoader,
     actor: type,
     actor_kwargs: dict[str, Any],
     plan: ActorPlan,
-    progress: bool,
-) -> Iterator[tuple[_BatchSpec, Any]]:
-    """(spec, actor result) of every batch, in completion order."""
+    rows_per_call: int = 1,
+) -> Iterator[tuple[list[_BatchSpec], Any]]:
+    """(specs, actor result) of every actor call (`rows_per_call` CLIP batches each), in
+    completion order."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress
+    ctx.enable_progress_bars = False  # the driver's tqdm bar counts posts
     ctx.execution_options.preserve_order = False  # shards are committed by name, in any order
     ds = ray.data.from_items(
         [{"payload": _payload(s)} for s in specs], override_num_blocks=len(specs)
     )
-    ds = ds.map(_load_batch, fn_kwargs={"parts": parts})
+    ds = ds.map(_load_batch, fn_kwargs={"loader": loader})
     ds = ds.map_batches(
         actor,
         fn_constructor_kwargs=actor_kwargs,
-        batch_size=1,
+        batch_size=rows_per_call,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=plan.size),
         num_cpus=plan.num_cpus,
@@ -403,48 +389,6 @@ def _semloc_cause(e: BaseException | None) -> SemlocError | None:
     return None
 
 
-def _batch_specs(
-    inputs: PostInputs, shards: Sequence[int], shard_size: int, batch_size: int
-) -> list[_BatchSpec]:
-    """The local path's batches: `batch_size` consecutive posts, never crossing a shard."""
-    n = len(inputs.posts)
-    specs = []
-    for k in shards:
-        for s in range(k * shard_size, min((k + 1) * shard_size, n), batch_size):
-            idx = list(range(s, min(s + batch_size, (k + 1) * shard_size, n)))
-            specs.append(
-                _BatchSpec(
-                    batch_id=len(specs),
-                    shard=k,
-                    indices=idx,
-                    texts=[inputs.posts[i].text for i in idx],
-                    images=[
-                        str(inputs.images[i]) if inputs.images[i] is not None else None for i in idx
-                    ],
-                    outcomes=[_outcome(i, inputs.posts[i]) for i in idx],
-                )
-            )
-    return specs
-
-
-def _outcome(i: int, p: Post) -> PostOutcome:
-    return PostOutcome(index=i, post_id=p.id, row=p.row, status="ok", image=p.image)
-
-
-def _driver_backbone(cfg: ExtractConfig, backbone: Backbone | None) -> Backbone:
-    # the driver needs the header, the tokenizer and the preprocessing; the towers run in actors
-    if backbone is None:
-        if not cfg.backbone:
-            raise SemlocError("no backbone given: pass --backbone DIR_OR_HUB_ID")
-        bf16 = resolve_bf16_flag(cfg.bf16, resolve_device(cfg.device))
-        backbone = load_backbone(cfg.backbone, allow_network=cfg.allow_network, bf16=bf16)
-    elif backbone.bf16 != resolve_bf16_flag(cfg.bf16, resolve_device(cfg.device)):
-        raise SemlocError(f"backbone has bf16={backbone.bf16} but extract.bf16={cfg.bf16}")
-    if not cfg.backbone:
-        raise SemlocError("extract.backbone must name the CLIP every Ray actor loads")
-    return backbone
-
-
 # ----------------------------------------------------------------------------------------------
 # extraction
 
@@ -462,80 +406,48 @@ def run_ray_extraction(
     """`extract_to_store` on Ray: the same store, from a posts file, directory or glob.
 
     Connects to `cfg.ray_address` (empty: a local Ray instance). `cfg.backbone` is what every
-    actor loads; `backbone` (optional) is the driver's copy of it. `num_actors` overrides the
-    actor pool size (default: one per GPU, else one per CPU core). `on_shard(k)` runs after
-    shard k is committed.
+    actor loads, on `cfg.device` (see `plan_actors`); `backbone` (optional) is the driver's copy
+    of it. `num_actors` overrides the actor pool size (default: one per GPU, else one per CPU
+    core). `on_shard(k)` runs after shard k is committed.
     """
     data_cfg = data_cfg or DataConfig()
-    if cfg.shard_size < 1 or cfg.batch_size < 1:
-        raise SemlocError("extract.shard_size and extract.batch_size must be at least 1")
+    if not cfg.backbone:
+        raise SemlocError(
+            "no backbone given: pass --backbone DIR_OR_HUB_ID (extract.backbone names the CLIP "
+            "every Ray actor loads)"
+        )
     inputs = read_inputs(posts, data_cfg)
-    backbone = _driver_backbone(cfg, backbone)
-    out = Path(out)
-    writer = FeatureStoreWriter(out, backbone.header(cfg.dtype))
-    state = out / STATE_DIR
-    state.mkdir(exist_ok=True)
-    for leftover in state.glob(".*.tmp"):  # an interrupted atomic write
-        leftover.unlink(missing_ok=True)
+    # the driver needs the header, the tokenizer and the preprocessing; the towers run in actors
+    backbone = extraction_backbone(cfg, backbone, device="cpu")
+    cfg = dataclasses.replace(cfg, bf16=backbone.bf16)  # actors use what the driver resolved
     posts_file = inputs.files[0].resolve() if len(inputs.files) == 1 else Path(str(posts))
-    _check_run_record(state, inputs.record(cfg, data_cfg), posts_file)
-    run = json.loads((state / "run.json").read_text())
-    size = cfg.shard_size
-    num_shards = -(-len(inputs.posts) // size)
-    if writer.is_complete:
-        return ExtractionResult(out, json.loads((out / "manifest.json").read_text()), True, 0)
-
-    pending = [k for k in range(num_shards) if not writer.has_shard(k)]
-    specs = _batch_specs(inputs, pending, size, cfg.batch_size)
-    batches_of = {k: 0 for k in pending}
-    for s in specs:
-        batches_of[s.shard] += 1
-    todo = sum(len(s.indices) for s in specs)
-    progress = _progress(cfg.progress, todo, len(inputs.posts) - todo)
-    outcomes = {i: _outcome(i, p) for i, p in enumerate(inputs.posts)}
-    arrived: dict[int, list[tuple[int, _Encoded]]] = {}
-    written = 0
-    try:
-        if specs:
-            with ray_session(cfg.ray_address):
-                plan = plan_actors(cfg.device, num_actors)
-                actor_kwargs = {
-                    "cfg": cfg,
-                    "weights_sha256": backbone.weights_sha256,
-                    "device": plan.device,
-                    "threads": plan.threads,
-                }
-                parts = (backbone.text_tokenizer, backbone.preprocessing, cfg.max_image_pixels)
-                rows = _pipeline(specs, parts, _ClipActor, actor_kwargs, plan, False)
-                for spec, enc in rows:
-                    if isinstance(enc, str):
-                        raise ImageError(enc)
-                    for o in spec.outcomes:
-                        outcomes[o.index] = o
-                    progress.update(len(spec.indices))
-                    k = spec.shard
-                    arrived.setdefault(k, []).append((spec.batch_id, enc))
-                    if len(arrived[k]) < batches_of[k]:
-                        continue
-                    shard_enc = _Encoded()
-                    for _, part in sorted(arrived.pop(k), key=lambda t: t[0]):
-                        shard_enc.extend(part)
-                    start, stop = k * size, min((k + 1) * size, len(inputs.posts))
-                    rec = _shard_record(k, start, stop, [outcomes[i] for i in range(start, stop)])
-                    # the record first, as the local path does: a committed shard has one
-                    atomic_write_json(state / f"shard-{k:06d}.json", rec)
-                    writer.write_shard(k, _shard_data(shard_enc, inputs.posts, backbone))
-                    written += 1
-                    if on_shard is not None:
-                        on_shard(k)
-    finally:
-        progress.close()
-    extraction, report = _summarise(state, num_shards, run, backbone)
-    extraction["backbone_path"] = backbone.path
-    extraction["records"] = inputs.records
-    atomic_write_json(out / REPORT_FILE, report)
-    manifest = writer.finalize({"extraction": extraction})
-    return ExtractionResult(out, manifest, False, written)
+    job = StoreExtraction(
+        out,
+        inputs.posts,
+        backbone,
+        cfg,
+        inputs.record(cfg, data_cfg),
+        posts_file=posts_file,
+        on_shard=on_shard,
+    )
+    if not job.batches:
+        return job.finish(records=inputs.records_summary(data_cfg))
+    with job.progress() as progress, ray_session(cfg.ray_address):
+        plan = plan_actors(cfg.device, num_actors)
+        actor_kwargs = {
+            "cfg": cfg,
+            "weights_sha256": backbone.weights_sha256,
+            "device": plan.device,
+            "threads": plan.threads,
+        }
+        specs = _batch_specs(inputs, job.batches)
+        loader = PostLoader.for_backbone(backbone, cfg.max_image_pixels)
+        for (spec,), enc in _pipeline(specs, loader, _ClipActor, actor_kwargs, plan):
+            if isinstance(enc, str):
+                raise ImageError(enc)
+            job.add(spec.indices, enc, spec.outcomes)
+            progress.update(len(spec.indices))
+    return job.finish(records=inputs.records_summary(data_cfg))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -551,15 +463,19 @@ def run_ray_prediction(
     backbone_override: str | None = None,
     data_cfg: DataConfig | None = None,
     num_actors: int | None = None,
+    batch_size: int = 256,
+    device: str | None = None,
 ) -> dict[str, int]:
     """`semloc predict RUN POSTS` on Ray: the predictions table `semloc.prediction.predict_posts` gives.
 
     Each actor holds the run's model and its CLIP (from the checkpoint's `backbone_path`, or
-    `backbone_override`; verified against the run's feature header, as the local path does).
-    Features are computed per batch exactly as extraction computes them and rounded through the
-    run's storage dtype; the model then runs on each batch, so probabilities equal the local
-    path's up to float rounding of the model's batched arithmetic. Returns post counts per image
-    outcome, like `PostPredictions.counts`.
+    `backbone_override`; verified against the run's feature header, as the local path does), on
+    `device` (default `cfg.device`; see `plan_actors`). Features are computed in the local path's
+    CLIP batches (`cfg.batch_size`) exactly as extraction computes them and rounded through the
+    run's storage dtype; the model runs on them in calls of `batch_size` posts, through
+    `semloc.outputs.model_outputs`, so probabilities equal the local path's up to float rounding
+    of the model's batched arithmetic. Returns post counts per image outcome, like
+    `PostPredictions.counts`.
     """
     from semloc.prediction import load_run_backbone, prediction_columns, write_predictions
     from semloc.runs import load_run, resolve_checkpoint
@@ -569,37 +485,38 @@ def run_ray_prediction(
     backbone = load_run_backbone(loaded, backbone_override, allow_network=cfg.allow_network)
     inputs = read_inputs(posts, data_cfg)
     n = len(inputs.posts)
+    clip_batch = max(1, cfg.batch_size)
     # prediction writes no store: one "shard" over all posts, cut into the local path's batches
-    specs = _batch_specs(inputs, [0], max(n, 1), max(1, cfg.batch_size))
-    outcomes = {i: _outcome(i, p) for i, p in enumerate(inputs.posts)}
+    specs = _batch_specs(inputs, plan_batches(n, [0], max(n, 1), clip_batch))
+    outcomes = [post_outcome(i, p) for i, p in enumerate(inputs.posts)]
     parts: list[Predictions] = []
-    progress = _progress(cfg.progress, n, 0)
-    try:
-        with ray_session(cfg.ray_address):
-            plan = plan_actors(cfg.device, num_actors)
-            actor_kwargs = {
-                "run": str(resolve_checkpoint(run).resolve()),
-                "backbone_override": backbone_override,
-                "cfg": cfg,
-                "weights_sha256": backbone.weights_sha256,
-                "device": plan.device,
-                "threads": plan.threads,
-            }
-            parts_args = (backbone.text_tokenizer, backbone.preprocessing, cfg.max_image_pixels)
-            for spec, result in _pipeline(
-                specs, parts_args, _PredictActor, actor_kwargs, plan, False
-            ):
-                if isinstance(result, str):
-                    raise ImageError(result)
+    with extraction_progress(cfg.progress, n, 0) as progress, ray_session(cfg.ray_address):
+        plan = plan_actors(device or cfg.device, num_actors)
+        actor_kwargs = {
+            "run": str(resolve_checkpoint(run).resolve()),
+            "backbone_override": backbone_override,
+            "cfg": cfg,
+            "weights_sha256": backbone.weights_sha256,
+            "device": plan.device,
+            "threads": plan.threads,
+            "batch_size": batch_size,
+        }
+        loader = PostLoader.for_backbone(backbone, cfg.max_image_pixels)
+        # each actor call takes enough CLIP batches to fill one model call of `batch_size`
+        rows = -(-max(1, batch_size) // clip_batch)
+        for call_specs, result in _pipeline(
+            specs, loader, _PredictActor, actor_kwargs, plan, rows_per_call=rows
+        ):
+            if isinstance(result, str):
+                raise ImageError(result)
+            for spec in call_specs:
                 for o in spec.outcomes:
                     outcomes[o.index] = o
                 progress.update(len(spec.indices))
-                if result.predictions is not None:
-                    parts.append(result.predictions)
-    finally:
-        progress.close()
+            if result is not None:
+                parts.append(result)
+    # actor calls finish in any order; the table places each row by `preds.index`
     preds = Predictions.concat(parts, temperature=loaded.temperature)
-    ordered = [outcomes[i] for i in range(n)]
     gold = [p.label for p in inputs.posts]
     write_predictions(
         output,
@@ -607,12 +524,12 @@ def run_ray_prediction(
             [p.id for p in inputs.posts],
             preds,
             loaded.labels,
-            outcomes=ordered,
+            outcomes=outcomes,
             gold=gold if any(g is not None for g in gold) else None,
         ),
     )
     counts: dict[str, int] = {}
-    for o in ordered:
+    for o in outcomes:
         key = o.status + (f" ({o.reason})" if o.reason else "")
         counts[key] = counts.get(key, 0) + 1
     return counts

@@ -418,6 +418,17 @@ def check_device_name(name: str, key: str = "device") -> None:
     raise ConfigError(f"config key '{key}': {name!r} is not a device (auto, cpu, cuda, cuda:N)")
 
 
+def resolve_device(name: str, key: str = "device") -> str:
+    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError
+    naming `key`. Returns the device's name (``torch.device(name)`` where a device is needed)."""
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device_available(name, key)
+    return name
+
+
 def check_device_available(name: str, key: str = "device") -> None:
     """Refuse a device this machine does not have (cuda without CUDA, cuda:3 on two GPUs)."""
     check_device_name(name, key)

@@ -385,9 +385,9 @@ def _check_identity(cell: Cell, ident: dict[str, Any]) -> None:
 
 
 def _device_name(cfg: Config) -> str:
-    from semloc.training.trainer import resolve_device
+    from semloc.config import resolve_device
 
-    return str(resolve_device(cfg.train.device))
+    return resolve_device(cfg.train.device, "train.device")
 
 
 def _tracked_cell(grid: Grid, cell: Cell) -> TrackedRun:

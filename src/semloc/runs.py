@@ -38,6 +38,7 @@ from semloc.config import (
     config_from_dict,
     config_to_dict,
     config_to_yaml,
+    resolve_device,
     validate_config,
 )
 from semloc.errors import SemlocError
@@ -439,14 +440,14 @@ def calibrate_run(
     from semloc.calibration import calibration_summary, plot_reliability
     from semloc.evaluation import open_run_store
     from semloc.prediction import predict_store
-    from semloc.training.trainer import resolve_device, save_checkpoint
+    from semloc.training.trainer import save_checkpoint
 
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     store = store or open_run_store(run, None)
     dev_idx = require_split(store, "dev", "the temperature is fitted on dev (never test)")
     dev_idx = dev_idx[store.label_codes[dev_idx] >= 0]
-    preds = predict_store(run, store, dev_idx, device=str(resolve_device(device)))
+    preds = predict_store(run, store, dev_idx, device=resolve_device(device, "train.device"))
     run.model.to("cpu")
     known = preds.labels >= 0
     summary = calibration_summary(preds.logits[known], preds.labels[known], run.labels)

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print("posts: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         print(f"predictions written to {args.output}")
         return 0
-    from semloc.clip.extract import resolve_device
+    from semloc.config import resolve_device
 
     device = resolve_device(device, "--device")
     loaded = load_run(args.run, device)

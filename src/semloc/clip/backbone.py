@@ -528,9 +528,9 @@ class Backbone:
         return [e.ids for e in encodings], [len(e.overflowing) > 0 for e in encodings]
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        from semloc.precision import autocast
+
+        return autocast(torch.bfloat16 if self.bf16 else None, self.device)
 
     def _towers(self) -> Any:
         """The model to run: the fp32 one, or under bf16 a copy whose matmul weights are stored

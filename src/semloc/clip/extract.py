@@ -62,7 +62,7 @@ from semloc.clip.images import (
     load_image,
     load_image_bytes,
 )
-from semloc.config import DataConfig, ExtractConfig
+from semloc.config import DataConfig, ExtractConfig, resolve_device
 from semloc.errors import SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.features.store import FeatureStoreWriter, ShardData
@@ -860,16 +860,6 @@ def torch_threads(num_threads: int) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
-
-
-def resolve_device(device: str, key: str = "device") -> str:
-    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    from semloc.config import check_device_available
-
-    check_device_available(device, key)
-    return device
 
 
 def extraction_progress(enabled: bool, total: int, done: int) -> Any:

@@ -54,6 +54,8 @@ from semloc.clip.backbone import Backbone, load_backbone
 from semloc.clip.images import ImageProblem, load_image
 from semloc.errors import DataError, SemlocError
 from semloc.io import atomic_write_json
+from semloc.precision import autocast
+from semloc.training.trainer import warmup_cosine, weight_decay_groups
 
 log = logging.getLogger(__name__)
 
@@ -357,34 +359,7 @@ class PretrainResult:
 
 
 def _autocast(enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        # open_clip's rule: no decay on gains, biases and the temperature
-        if p.ndim < 2 or "norm" in name or "bias" in name or "logit_scale" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def _schedule(total: int, warmup_fraction: float) -> Any:
-    warmup = max(1, round(total * warmup_fraction)) if warmup_fraction > 0 else 0
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    return factor
+    return autocast(torch.bfloat16 if enabled else None, "cpu")
 
 
 @torch.no_grad()
@@ -645,12 +620,14 @@ def _pretrain(
     lr = cfg.lr if cfg.lr is not None else (FINETUNE_LR if init is not None else SCRATCH_LR)
     model.train().requires_grad_(True)  # load_backbone hands out a frozen model
     before = evaluate()
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=lr, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(
+        weight_decay_groups(model, cfg.weight_decay), lr=lr, betas=(0.9, 0.98)
+    )
     batch_size = min(cfg.batch_size, len(train_idx))
     steps_per_epoch = len(train_idx) // batch_size  # full batches: every step sees B-1 negatives
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _schedule(total_steps, cfg.warmup_fraction)
+        optimizer, warmup_cosine(total_steps, cfg.warmup_fraction)
     )
     gen = torch.Generator().manual_seed(cfg.seed)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)

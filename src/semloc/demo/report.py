@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from semloc.experiment_report import format_params
-from semloc.io import atomic_path, atomic_write_text
+from semloc.io import atomic_write_text
 
 # which modality each registered model reads (for grouping and the fusion-gain line)
 MODEL_GROUPS: dict[str, str] = {
@@ -82,10 +82,6 @@ def _seconds(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "–"
     return f"{s:.0f}s" if s < 90 else f"{s / 60:.1f} min"
-
-
-def _md_inline(text: str) -> str:
-    return text
 
 
 def to_markdown(blocks: list[Block]) -> str:
@@ -223,12 +219,9 @@ def fusion_gain(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from semloc.plots import save_figure
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_models(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -23,3 +23,10 @@ class ModelOutput:
     gate: torch.Tensor | None = None
     modality_weights: torch.Tensor | None = None
     token_similarity: torch.Tensor | None = None
+
+
+def nonempty(text_mask: torch.Tensor) -> torch.Tensor:
+    """Treat the first slot of an all-padding text as real, so no attention row is all masked."""
+    first = torch.zeros_like(text_mask)
+    first[:, 0] = True
+    return text_mask | (first & ~text_mask.any(1, keepdim=True))

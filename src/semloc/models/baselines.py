@@ -46,7 +46,7 @@ from torch import nn
 from semloc.config import ModelConfig
 from semloc.errors import ConfigError
 from semloc.features.batch import FeatureBatch, FeatureDims
-from semloc.models.base import ModelOutput
+from semloc.models.base import ModelOutput, nonempty
 from semloc.models.sgmft import SGMFT, TransformerLayer, masked_mean
 
 # ----------------------------------------------------------------------------------------------
@@ -87,13 +87,6 @@ def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential
     return nn.Sequential(
         nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
     )
-
-
-def nonempty(text_mask: torch.Tensor) -> torch.Tensor:
-    """Treat the first slot of an all-padding text as real, so no attention row is all masked."""
-    first = torch.zeros_like(text_mask)
-    first[:, 0] = True
-    return text_mask | (first & ~text_mask.any(1, keepdim=True))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from torch import nn
 from semloc.config import ModelConfig
 from semloc.errors import ConfigError
 from semloc.features.batch import FeatureBatch, FeatureDims
-from semloc.models.base import ModelOutput
+from semloc.models.base import ModelOutput, nonempty
 
 FINE_SIMILARITY = ("channel", "token", "none")
 FUSION = ("sfm", "concat")
@@ -516,7 +516,7 @@ class SGMFT(nn.Module):
 
     def forward(self, batch: FeatureBatch, return_token_similarity: bool = False) -> ModelOutput:
         present = batch.image_present.bool()  # (B,)
-        text_mask = _nonempty(batch.text_mask.bool())  # (B, Nt)
+        text_mask = nonempty(batch.text_mask.bool())  # (B, Nt)
 
         # Nothing downstream may read a missing image or text padding: zero them first (a where
         # on the outputs alone would still let NaN/inf garbage leak into the gradients).
@@ -582,13 +582,6 @@ def _check_config(cfg: ModelConfig) -> None:
         raise ConfigError("model.sim_layers and model.fusion_layers must be >= 0")
     if not (cfg.token_temperature > 0 and math.isfinite(cfg.token_temperature)):
         raise ConfigError(f"model.token_temperature={cfg.token_temperature} must be > 0")
-
-
-def _nonempty(text_mask: torch.Tensor) -> torch.Tensor:
-    """Treat the first slot of an all-padding text as real, so no attention row is all masked."""
-    first = torch.zeros_like(text_mask)
-    first[:, 0] = True
-    return text_mask | (first & ~text_mask.any(1, keepdim=True))
 
 
 def _param_count(build: Callable[[], nn.Module]) -> int:

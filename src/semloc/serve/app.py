@@ -29,8 +29,7 @@ import torch
 from fastapi import FastAPI
 
 from semloc.clip.backbone import Backbone
-from semloc.clip.extract import resolve_device
-from semloc.config import Config, ServeConfig, validate_config
+from semloc.config import Config, ServeConfig, resolve_device, validate_config
 from semloc.errors import SemlocError
 from semloc.prediction import header_differences, load_run_backbone
 from semloc.runs import load_run

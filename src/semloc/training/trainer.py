@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from semloc.config import TrainConfig, check_device_available
+from semloc.config import TrainConfig, resolve_device
 from semloc.errors import ConfigError, SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.io import atomic_path, atomic_write_json
@@ -42,14 +42,6 @@ from semloc.outputs import model_outputs
 from semloc.precision import autocast, grad_scaler, precision_name, resolve_precision
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when present, else cpu; a device this machine lacks is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    check_device_available(name, "train.device")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -77,6 +69,19 @@ def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], f
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: weight decay on matrices only, none on biases, norm gains and
+    scalars (gates, CLIP's logit scale) — the usual practice, and open_clip's rule."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -121,7 +126,11 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.dist = dist
         self.is_main = dist is None or dist.is_main
-        self.device = dist.device if dist is not None else resolve_device(cfg.device)
+        self.device = (
+            dist.device
+            if dist is not None
+            else torch.device(resolve_device(cfg.device, "train.device"))
+        )
         self.model = model.to(self.device)
         self.ddp_model: nn.Module = dist.wrap(self.model) if dist is not None else self.model
         self._configure_speed()
@@ -173,15 +182,7 @@ class Trainer:
             )
 
     def _param_groups(self) -> list[dict[str, Any]]:
-        # no weight decay on biases, norms and scalar gate parameters (the usual AdamW practice)
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            if p.requires_grad:
-                (decay if p.ndim >= 2 else no_decay).append(p)
-        return [
-            {"params": decay, "weight_decay": self.cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        return weight_decay_groups(self.model, self.cfg.weight_decay)
 
     # -------------------------------------------------------------------------- checkpoints
 

@@ -96,3 +96,19 @@ def test_no_module_level_import_cycles() -> None:
             visit(node)
     assert graph["semloc.runs"] >= {"semloc.training.trainer", "semloc.config"}  # edges seen
     assert cycles == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """A private name is its module's own: another module using it breaks silently on a rename
+    (as a renamed helper once broke the Ray engine). A package may use its own private
+    submodules (`semloc.demo._scenes` from `semloc.demo.world`)."""
+    private = []
+    for mod, tree in _sources().items():
+        for target, names in _imports(tree, mod, top_level_only=False):
+            if not target.startswith("semloc"):
+                continue
+            for name in names:
+                own_package = target == mod.rpartition(".")[0]  # its private submodules
+                if name.startswith("_") and not name.startswith("__") and not own_package:
+                    private.append(f"{mod} imports {target}.{name}")
+    assert private == []

@@ -187,13 +187,13 @@ def read_slices(
 
 def noise_truth(world_dir: str | Path) -> dict[str, PostTruth]:
     """Post id -> how it was made, recomputed from the world's config in world.json."""
-    from semloc.demo.world import _make_plan, config_from_dict, normalise_config, read_world_info
+    from semloc.demo.world import config_from_dict, make_plan, normalise_config, read_world_info
 
     info = read_world_info(world_dir)
     if info is None:
         raise SemlocError(f"{world_dir} is not a finished demo world (no world.json)")
     cfg = normalise_config(config_from_dict(info["config"]))
-    plan = _make_plan(cfg)
+    plan = make_plan(cfg)
     return {p.id: PostTruth(p.text_mode, p.image_kind) for p in plan}
 
 

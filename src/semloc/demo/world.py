@@ -289,7 +289,7 @@ def _pick_exact(rng: random.Random, pool: list[int], rate: float) -> set[int]:
     return set(rng.sample(pool, round(rate * len(pool))))
 
 
-def _make_plan(cfg: WorldConfig) -> list[_Post]:
+def make_plan(cfg: WorldConfig) -> list[_Post]:
     rng = random.Random(f"{cfg.seed}:plan")
     n, k = cfg.num_posts, len(CLASSES)
     width = max(6, len(str(n - 1)))
@@ -570,7 +570,7 @@ def make_world(
     except OSError as e:
         raise SemlocError(f"cannot write the demo world to {out}: {e.strerror or e}") from None
 
-    plan = _make_plan(cfg)
+    plan = make_plan(cfg)
     pairs = [frozenset(p) for p in cfg.text_confusable_pairs]
     for p in plan:
         rng = random.Random(f"{cfg.seed}:text:{p.index}")

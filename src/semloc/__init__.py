@@ -10,15 +10,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-
-def _version() -> str:
-    # importlib.metadata costs more than the rest of `import semloc`: read it on first use
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("semloc")
-    except PackageNotFoundError:  # running from a source tree without installation
-        return "0.0.0+unknown"
+# the one place the version is written: pyproject.toml reads it from here (no importlib.metadata
+# look-up at import time, and a source tree without installation knows its version too)
+__version__ = "0.1.0"
 
 
 # public name -> the module that defines it
@@ -47,9 +41,6 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        globals()[name] = value = _version()
-        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'semloc' has no attribute {name!r}")

@@ -184,15 +184,8 @@ class PostPredictions:
     labels: list[str]
 
     def columns(self) -> dict[str, list[Any]]:
-        records = self.posts.records
-        gold = [p.label for p in records]
-        return prediction_columns(
-            [p.id for p in records],
-            self.predictions,
-            self.labels,
-            outcomes=self.outcomes,
-            gold=gold if any(g is not None for g in gold) else None,
-            columns=people_columns([p.user for p in records], [p.created_at for p in records]),
+        return post_prediction_columns(
+            self.posts.records, self.predictions, self.labels, self.outcomes
         )
 
     def to_frame(self) -> Any:
@@ -202,12 +195,35 @@ class PostPredictions:
         return pd.DataFrame(self.columns())
 
     def counts(self) -> dict[str, int]:
-        """Posts per (status, image outcome), for a one-line summary."""
-        out: dict[str, int] = {}
-        for o in self.outcomes:
-            key = o.status + (f" ({o.reason})" if o.reason else "")
-            out[key] = out.get(key, 0) + 1
-        return out
+        return outcome_counts(self.outcomes)
+
+
+def post_prediction_columns(
+    posts: Sequence[Any],
+    preds: Predictions,
+    labels: Sequence[str],
+    outcomes: Sequence[PostOutcome],
+) -> dict[str, list[Any]]:
+    """The predictions table of input posts (`preds.index` = positions in `posts`), whichever
+    engine computed them: the gold label when the posts have one, user and created_at too."""
+    gold = [p.label for p in posts]
+    return prediction_columns(
+        [p.id for p in posts],
+        preds,
+        labels,
+        outcomes=outcomes,
+        gold=gold if any(g is not None for g in gold) else None,
+        columns=people_columns([p.user for p in posts], [p.created_at for p in posts]),
+    )
+
+
+def outcome_counts(outcomes: Sequence[PostOutcome]) -> dict[str, int]:
+    """Posts per (status, image outcome), for a one-line summary."""
+    out: dict[str, int] = {}
+    for o in outcomes:
+        key = o.status + (f" ({o.reason})" if o.reason else "")
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 def _chunks(n: int, size: int) -> Iterator[range]:

@@ -477,7 +477,12 @@ def run_ray_prediction(
     of the model's batched arithmetic. Returns post counts per image outcome, like
     `PostPredictions.counts`.
     """
-    from semloc.prediction import load_run_backbone, prediction_columns, write_predictions
+    from semloc.prediction import (
+        load_run_backbone,
+        outcome_counts,
+        post_prediction_columns,
+        write_predictions,
+    )
     from semloc.runs import load_run, resolve_checkpoint
 
     loaded = load_run(run, "cpu")
@@ -517,22 +522,8 @@ def run_ray_prediction(
                 parts.append(result)
     # actor calls finish in any order; the table places each row by `preds.index`
     preds = Predictions.concat(parts, temperature=loaded.temperature)
-    gold = [p.label for p in inputs.posts]
-    write_predictions(
-        output,
-        prediction_columns(
-            [p.id for p in inputs.posts],
-            preds,
-            loaded.labels,
-            outcomes=outcomes,
-            gold=gold if any(g is not None for g in gold) else None,
-        ),
-    )
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        key = o.status + (f" ({o.reason})" if o.reason else "")
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    write_predictions(output, post_prediction_columns(inputs.posts, preds, loaded.labels, outcomes))
+    return outcome_counts(outcomes)
 
 
 __all__ = [

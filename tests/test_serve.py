@@ -9,9 +9,7 @@ import base64
 import csv
 import io
 import json
-import struct
 import threading
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient
 
 from clip_fixtures import TINY_CLIP_KWARGS, TOKENIZER_TEXTS, random_image, write_posts
+from hostile_requests import png_header_claiming
 from semloc.cli import main
 from semloc.clip.extract import extract_to_store
 from semloc.config import ExtractConfig, ServeConfig
@@ -85,18 +84,6 @@ def jpeg_bytes(seed: int = 0, size: tuple[int, int] = (60, 40)) -> bytes:
     buf = io.BytesIO()
     random_image(seed, size).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
-
-
-def png_header_claiming(width: int, height: int) -> bytes:
-    """A few dozen bytes whose header promises width x height pixels (a decompression bomb)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
 
 
 def predict(client: TestClient, text: str | None, image: bytes | None = None, **params) -> Any:

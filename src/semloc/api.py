@@ -340,8 +340,9 @@ def predict(run: str | Path | Run, data: Any, **kwargs: Any) -> Any:
 def _content_key(posts_file: Path, cfg: Config) -> str:
     """What a cached store depends on: the posts (and each image's size and mtime), the CLIP
     and the extraction and split settings."""
-    h = hashlib.sha256(posts_file.read_bytes())
-    for line in posts_file.read_text(encoding="utf-8").splitlines():
+    data = posts_file.read_bytes()
+    h = hashlib.sha256(data)
+    for line in data.decode("utf-8").splitlines():
         image = json.loads(line).get("image")
         if image:
             try:

@@ -13,6 +13,11 @@ busy, each sending POST /predict (tweet-like text + a 640x480 JPEG) back to back
 one after the other at each client count (--rounds times, medians shown), and a lone client
 alternates between them request by request, so machine drift hits both alike.
 
+With --runtimes the two servers compared are instead `semloc serve` (PyTorch model) and
+`semloc serve --runtime onnx` (the run exported with `semloc export RUN --format onnx`), both
+batching on; the ratio printed is onnx / torch throughput. Both runtimes featurise the post with
+the PyTorch CLIP: only the fusion model runs on onnxruntime.
+
 Targets: >= 2x throughput at 16 clients with batching on; a lone client's p50 latency within
 1.3x of batching off.
 """
@@ -126,12 +131,18 @@ def free_port() -> int:
 
 
 def start_server(
-    run: Path, max_batch_size: int, max_wait_ms: float, threads: int, log: Path
+    run: Path,
+    max_batch_size: int,
+    max_wait_ms: float,
+    threads: int,
+    log: Path,
+    runtime: str = "torch",
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "semloc", "serve", str(run), "--host", HOST, "--port", str(port),
-           f"serve.max_batch_size={max_batch_size}", f"serve.max_wait_ms={max_wait_ms}",
-           f"serve.num_threads={threads}", "serve.device=cpu"]  # fmt: skip
+           "--runtime", runtime, f"serve.max_batch_size={max_batch_size}",
+           f"serve.max_wait_ms={max_wait_ms}", f"serve.num_threads={threads}",
+           "serve.device=cpu"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     return proc, f"http://{HOST}:{port}"
 
@@ -250,6 +261,11 @@ def main() -> None:
     )
     ap.add_argument("--posts", type=int, default=48, help="posts to extract and train on")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument(
+        "--runtimes",
+        action="store_true",
+        help="compare the torch and onnx runtimes (both batching on) instead of batching on/off",
+    )
     args = ap.parse_args()
 
     import torch
@@ -261,10 +277,19 @@ def main() -> None:
         run = build_run(work, args.size, args.posts)
         print(f"built CLIP ({args.size}) + run in {time.perf_counter() - t0:.0f} s; "
               f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+        if args.runtimes:
+            from semloc.cli import main as semloc_main
+
+            assert semloc_main(["export", str(run), "--format", "onnx"]) == 0
+            # (name, serve.max_batch_size, runtime)
+            variants = (("torch", 32, "torch"), ("onnx", 32, "onnx"))
+        else:
+            variants = (("off", 1, "torch"), ("on", 32, "torch"))
+        names = [v[0] for v in variants]
         servers = {}
-        for name, mbs in (("off", 1), ("on", 32)):
+        for name, mbs, runtime in variants:
             log = work / f"server-{name}.log"
-            proc, url = start_server(run, mbs, args.max_wait_ms, args.threads, log)
+            proc, url = start_server(run, mbs, args.max_wait_ms, args.threads, log, runtime)
             procs.append(proc)
             servers[name] = (proc, url, log)
         for proc, url, log in servers.values():
@@ -273,17 +298,17 @@ def main() -> None:
         posts = [(t, make_photo(1000 + i)) for i, t in enumerate(make_texts(32, rng))]
         results: dict[tuple[int, str], dict[str, Any]] = {}
         for c in args.clients:
-            runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
             for _ in range(args.rounds):
                 if c == 1:
                     # a lone client alternates between the servers request by request, so a
                     # busy machine slows both alike (the latency ratio is what is compared)
-                    urls = {name: servers[name][1] for name in ("off", "on")}
+                    urls = {name: servers[name][1] for name in names}
                     n = max(16, args.requests // 2)
                     for name, r in asyncio.run(load_paired(urls, n, args.seconds, posts)).items():
                         runs[name].append(r)
                     continue
-                for name in ("off", "on"):
+                for name in names:
                     url = servers[name][1]
                     asyncio.run(load(url, c, max(4, c), 30, posts))  # warm up (connections, caches)
                     runs[name].append(asyncio.run(load(url, c, args.requests, args.seconds, posts)))
@@ -291,28 +316,39 @@ def main() -> None:
                 med = {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
                 results[(c, name)] = med
                 print(
-                    f"  {c:>2} clients, batching {name:>3}: {med['throughput']:.2f} req/s",
+                    f"  {c:>2} clients, {name:>5}: {med['throughput']:.2f} req/s",
                     flush=True,
                 )
 
         print()
         threads = args.threads or torch.get_num_threads()
+        compared = (
+            "torch = semloc serve, onnx = semloc serve --runtime onnx (model on onnxruntime, "
+            "CLIP featurisation on PyTorch in both), both max_batch_size 32"
+            if args.runtimes
+            else "batching on = max_batch_size 32, off = max_batch_size 1"
+        )
         print(f"CLIP {args.size}, SG-MFT (model.dim=256), POST /predict with a 640x480 JPEG, "
-              f"{threads} torch thread(s) per server; batching on = max_batch_size 32, "
-              f"max_wait_ms {args.max_wait_ms:g}; off = max_batch_size 1; "
+              f"{threads} torch thread(s) per server; {compared}, "
+              f"max_wait_ms {args.max_wait_ms:g}; "
               f"load average {os.getloadavg()[0]:.1f} at the end")  # fmt: skip
         print(
-            f"{'clients':>7} | {'batching':>8} | {'requests':>8} | {'req/s':>7} | {'p50 ms':>8} | {'p99 ms':>8} | {'mean batch':>10}"
+            f"{'clients':>7} | {'server':>8} | {'requests':>8} | {'req/s':>7} | {'p50 ms':>8} | {'p99 ms':>8} | {'mean batch':>10}"
         )
         print("-" * 75)
         for c in args.clients:
-            for name in ("off", "on"):
+            for name in names:
                 r = results[(c, name)]
                 print(f"{c:>7} | {name:>8} | {r['requests']:>8.0f} | {r['throughput']:>7.2f} | "
                       f"{r['p50']:>8.1f} | {r['p99']:>8.1f} | {r['mean_batch']:>10.2f}"
                       + (f"  ({r['errors']:.0f} errors)" if r["errors"] else ""))  # fmt: skip
         print()
         hi, lo = max(args.clients), min(args.clients)
+        if args.runtimes:
+            for c in args.clients:
+                ratio = results[(c, "onnx")]["throughput"] / results[(c, "torch")]["throughput"]
+                print(f"throughput at {c} clients, onnx / torch: {ratio:.2f}x")
+            return
         gain = results[(hi, "on")]["throughput"] / results[(hi, "off")]["throughput"]
         lone = results[(lo, "on")]["p50"] / results[(lo, "off")]["p50"]
         print(f"throughput at {hi} clients, on / off: {gain:.2f}x (target >= 2x)")

@@ -201,3 +201,114 @@ def test_chinese_text_is_tokenised_by_the_family_tokenizer(tiny_family_dirs: dic
     ids, _ = backbone.tokenize(CHINESE_TEXTS[:1])
     unk = backbone.tokenizer.unk_token_id
     assert ids[0][0] == backbone.tokenizer.cls_token_id and unk not in ids[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# SG-MFT's gate start, and serving, per family
+
+TINY_TRAIN = ["model.dim=16", "model.num_heads=2", "train.epochs=1", "train.progress=false"]
+FAST_EXTRACT = ["extract.progress=false", "extract.num_workers=0", "extract.shard_size=10"]
+
+
+@pytest.fixture(scope="module")
+def family_runs(tiny_family_dirs: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Per family: (posts, store, run) of a one-epoch tiny SG-MFT."""
+    out = {}
+    for family in FAMILIES:
+        root = tmp_path_factory.mktemp(f"served-{family}")
+        posts = write_posts(root, 24, image_every=2)
+        store, run = root / "store", root / "run"
+        backbone = str(tiny_family_dirs[family])
+        assert main(["extract", str(posts), "--backbone", backbone, "--out", str(store),
+                     *FAST_EXTRACT]) == 0  # fmt: skip
+        assert main(["train", str(store), "--out", str(run), *TINY_TRAIN]) == 0
+        out[family] = (posts, store, run)
+    return out
+
+
+def _initial_gate_run(store: Path, out: Path, *extra: str) -> int:
+    # lr=0 keeps every weight at its initial value, so the checkpoint holds the starting gate
+    return main(["train", str(store), "--out", str(out), *TINY_TRAIN, "train.lr=0", *extra])
+
+
+def test_siglip_gate_can_start_as_the_backbones_pair_probability(
+    family_runs: dict, tmp_path: Path
+) -> None:
+    from semloc.features.store import FeatureStore
+    from semloc.runs import load_run, pair_cosine_stats
+
+    _, store_dir, _ = family_runs["siglip"]
+    assert _initial_gate_run(store_dir, tmp_path / "run", "model.gate_init=backbone") == 0
+    store = FeatureStore(store_dir)
+    median, std = pair_cosine_stats(store, store.indices("train"))
+    run = load_run(tmp_path / "run", device="cpu")
+    model = run.config.model
+    # the tiny SigLIP records logit_scale 10, logit_bias -10: k = 10 x std, b = 1
+    assert model.gate_scale_init == pytest.approx(10.0 * model.similarity_std, rel=1e-6)
+    assert model.gate_bias_init == pytest.approx(1.0, abs=1e-6)
+    assert model.similarity_center == pytest.approx(median, abs=1e-6)  # s_std stays centred
+    assert model.similarity_std == pytest.approx(std, abs=1e-6)
+    batch = store.batch(np.arange(len(store)))
+    with torch.no_grad():
+        out = run.model(batch)
+    present = batch.image_present
+    cosine = out.similarity[present].double()
+    expected = torch.sigmoid(10.0 * cosine - 10.0)
+    torch.testing.assert_close(out.gate[present].double(), expected, rtol=0, atol=1e-6)
+    assert (out.gate[~present] == 0).all()
+
+
+def test_gate_init_data_is_the_default_and_backbone_needs_a_sigmoid_similarity(
+    family_runs: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from semloc.features.store import FeatureStore
+    from semloc.runs import load_run, pair_cosine_stats
+
+    _, clip_store, _ = family_runs["clip"]
+    assert _initial_gate_run(clip_store, tmp_path / "clip") == 0
+    model = load_run(tmp_path / "clip", device="cpu").config.model
+    store = FeatureStore(clip_store)
+    median, _ = pair_cosine_stats(store, store.indices("train"))
+    assert model.gate_init == "data" and model.similarity_center is None
+    assert model.gate_scale_init == 2.0 and model.gate_bias_init == pytest.approx(median, abs=1e-6)
+    capsys.readouterr()
+    code = _initial_gate_run(clip_store, tmp_path / "bad", "model.gate_init=backbone")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "model.gate_init=backbone" in err and "'cosine'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_serving_answers_what_predict_writes(
+    family: str, family_runs: dict, tiny_family_dirs: dict, tmp_path: Path
+) -> None:
+    """The ASGI app and `semloc predict` give one post the same probabilities, with and
+    without a picture, for every family."""
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from semloc.config import ServeConfig
+    from semloc.serve.app import create_app
+
+    posts, _, run = family_runs[family]
+    pred = tmp_path / "pred.parquet"
+    assert main(["predict", str(run), str(posts), "-o", str(pred), "--device", "cpu"]) == 0
+    table = pd.read_parquet(pred).set_index("id")
+    records = {r["id"]: r for r in map(json.loads, posts.read_text().splitlines())}
+    with_image, without = records["p000"], records["p001"]
+    assert "image" in with_image and "image" not in without
+    cfg = ServeConfig(device="cpu", backbone=str(tiny_family_dirs[family]))
+    with TestClient(create_app(run, cfg)) as client:
+        for rec in (with_image, without):
+            files = None
+            if "image" in rec:
+                image = (posts.parent / rec["image"]).read_bytes()
+                files = {"image": ("photo.jpg", image, "image/jpeg")}
+            r = client.post("/predict", data={"text": rec["text"]}, files=files)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["image"]["outcome"] == ("present" if files else "no_image")
+            served = np.array(list(body["probabilities"].values()))
+            written = table.loc[rec["id"], [f"p_{lab}" for lab in body["probabilities"]]]
+            np.testing.assert_allclose(served, written.to_numpy(float), rtol=0, atol=1e-6)
+            assert body["predicted_label"] == table.loc[rec["id"], "predicted_label"]

@@ -42,6 +42,12 @@ class ModelConfig:
     similarity_weighting: bool = True  # SFM modality weights from [z_t; z_v; s] (off: fixed 1/2)
     gate_scale_init: float = 2.0  # k in a = sigmoid(k (s - b) / similarity_std)
     gate_bias_init: float | None = None  # b; None = median matched-pair cosine of the train split
+    # where the gate starts: "data" = b at the train-split median, k = gate_scale_init per std of
+    # s; "backbone" = a starts as the backbone's own pair probability sigmoid(scale cos + bias)
+    # (sets k and b; needs a store whose header records a sigmoid similarity, i.e. SigLIP)
+    gate_init: Literal["data", "backbone"] = "data"
+    similarity_center: float | None = None  # b0 s is standardised around; None = gate_bias_init
+    # (the training command fills it in with gate_init=backbone, where b is not the median)
     similarity_std: float | None = None  # spread s is standardised by; None = the train split's
     # std of the pair cosine (filled by the training command); 1.0 = the raw cosine
     fusion_gate: bool = True  # the gate a also scales the SFM's cross-attention (off: always on)

@@ -115,6 +115,9 @@ def model_key(run: LoadedRun) -> str:
     """What makes runs seeds of one model: the model name and config, and the features.
     Runs with equal keys may be averaged; others may not (training settings may differ)."""
     cfg = config_to_dict(run.config)
-    model = {k: v for k, v in cfg["model"].items() if k != "gate_bias_init"}  # from the data
+    filled = {"gate_bias_init", "similarity_center"}  # from the data
+    if cfg["model"].get("gate_init") == "backbone":
+        filled.add("gate_scale_init")  # from the store's header
+    model = {k: v for k, v in cfg["model"].items() if k not in filled}
     digest = sha256_json({"model": model, "features": run.meta.get("feature_fingerprint")})
     return f"{run.meta['model_name']}@{digest[:8]}"

@@ -32,8 +32,10 @@ import torch
 from torch import nn
 
 from semloc import __version__
+from semloc.clip.families import backbone_gate, similarity_of_header
 from semloc.config import (
     Config,
+    ModelConfig,
     check_device_available,
     config_from_dict,
     config_to_dict,
@@ -86,6 +88,29 @@ def pair_cosine_stats(
         return 0.0, 1.0
     std = float(values.std()) if values.size > 1 else 1.0
     return float(np.median(values)), std if std > 1e-6 else 1.0
+
+
+def fill_gate_init(model: ModelConfig, store: FeatureStore, train_idx: np.ndarray) -> None:
+    """Fill SG-MFT's data-dependent settings in place: similarity_std (the train split's std of
+    the pair cosine) and the gate's start. gate_init=data: b = the train-split median (also the
+    centre s is standardised around). gate_init=backbone: k, b from the similarity the store's
+    header records (`clip.families.backbone_gate`), so a starts as the backbone's own pair
+    probability, and the median goes to similarity_center."""
+    backbone = model.gate_init == "backbone"
+    if model.gate_bias_init is not None and model.similarity_std is not None and not backbone:
+        return
+    median, std = pair_cosine_stats(store, train_idx)
+    if model.similarity_std is None:
+        model.similarity_std = round(std, 6)
+    if backbone:
+        similarity = similarity_of_header(store.manifest)
+        model.gate_scale_init, model.gate_bias_init = backbone_gate(
+            similarity, model.similarity_std
+        )
+        if model.similarity_center is None:
+            model.similarity_center = round(median, 6)
+    elif model.gate_bias_init is None:
+        model.gate_bias_init = round(median, 6)
 
 
 def require_split(store: FeatureStore, split: str, why: str) -> np.ndarray:
@@ -144,11 +169,18 @@ def resume_config_changes(saved: Config, wanted: Config) -> list[str]:
     return [
         f"{k}: run has {a.get(k)!r}, asked {b.get(k)!r}"
         for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k)
-        and k not in _RESUMABLE_KEYS
-        # gate_bias_init is filled from the data when left unset
-        and not (k == "model.gate_bias_init" and b.get(k) is None)
+        if a.get(k) != b.get(k) and k not in _RESUMABLE_KEYS and k not in _data_filled_keys(b)
     ]
+
+
+def _data_filled_keys(flat_model: dict[str, Any], prefix: str = "model.") -> set[str]:
+    """The SG-MFT settings the training command fills from the data (or the store's header)
+    because the asked config leaves them to it; runs differing only in these are the same ask."""
+    keys = {f"{prefix}{k}" for k in ("gate_bias_init", "similarity_center")
+            if flat_model.get(f"{prefix}{k}") is None}  # fmt: skip
+    if flat_model.get(f"{prefix}gate_init") == "backbone":
+        keys |= {f"{prefix}gate_scale_init", f"{prefix}gate_bias_init"}
+    return keys
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -278,14 +310,8 @@ def train_run(
         raise SemlocError(
             f"none of the {empty} posts of {store.root} has a label (column {label_column!r})"
         )
-    if cfg.model.name == "sgmft" and (
-        cfg.model.gate_bias_init is None or cfg.model.similarity_std is None
-    ):
-        median, std = pair_cosine_stats(store, train_idx)
-        if cfg.model.gate_bias_init is None:
-            cfg.model.gate_bias_init = round(median, 6)
-        if cfg.model.similarity_std is None:
-            cfg.model.similarity_std = round(std, 6)
+    if cfg.model.name == "sgmft":
+        fill_gate_init(cfg.model, store, train_idx)
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, store.dims, len(labels))
     num_params = sum(p.numel() for p in model.parameters())

@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from semloc.errors import SemlocError
+from semloc.errors import ConfigError, SemlocError
 
 SIMILARITIES = ("cosine", "sigmoid")
 
@@ -235,6 +235,28 @@ def similarity_of_header(header: dict[str, Any]) -> dict[str, Any]:
     do not record the logit scale, so CLIP's conventional 100 stands in (argmax-neutral)."""
     recorded = (header.get("backbone") or {}).get("similarity")
     return dict(recorded) if recorded else {"kind": "cosine", "logit_scale": 100.0}
+
+
+def backbone_gate(similarity: dict[str, Any], similarity_std: float) -> tuple[float, float]:
+    """(k, b) that make SG-MFT's gate a = sigmoid(k (s - b) / similarity_std) equal the
+    backbone's own pair probability sigmoid(logit_scale s + logit_bias): k = logit_scale x
+    similarity_std, b = -logit_bias / logit_scale. Only a sigmoid similarity (SigLIP) is a
+    calibrated related/unrelated probability; CLIP's cosine is scored by a softmax over
+    candidates, so a cosine header is refused."""
+    if similarity["kind"] != "sigmoid":
+        raise ConfigError(
+            "model.gate_init=backbone needs a backbone whose pair similarity is a probability "
+            f"(SigLIP's sigmoid); these features record {similarity['kind']!r}: "
+            "use model.gate_init=data"
+        )
+    scale, bias = float(similarity["logit_scale"]), float(similarity["logit_bias"])
+    b = -bias / scale
+    if not -1.0 <= b <= 1.0:
+        raise ConfigError(
+            f"model.gate_init=backbone: the backbone's pair probability is 1/2 at cosine {b:.3g}, "
+            "outside [-1, 1] (model.gate_bias_init's range); use model.gate_init=data"
+        )
+    return scale * similarity_std, b
 
 
 def pair_logits(cosine: Any, similarity: dict[str, Any]) -> Any:

@@ -439,8 +439,10 @@ class SGMFT(nn.Module):
         self.image_proj = nn.Sequential(nn.Linear(dims.vision_width, d), nn.LayerNorm(d))
 
         # s is standardised against its training distribution: (s - median) / std, both from
-        # the train split (the training command fills them in; 0 and 1 until then)
-        self.similarity_center = 0.0 if cfg.gate_bias_init is None else float(cfg.gate_bias_init)
+        # the train split (the training command fills them in; 0 and 1 until then). The median
+        # is similarity_center, or gate_bias_init where that is unset (gate_init=data)
+        center = cfg.gate_bias_init if cfg.similarity_center is None else cfg.similarity_center
+        self.similarity_center = 0.0 if center is None else float(center)
         self.similarity_std = 1.0 if cfg.similarity_std is None else float(cfg.similarity_std)
         if not self.similarity_std > 0:
             raise ConfigError(f"model.similarity_std={cfg.similarity_std} must be > 0")

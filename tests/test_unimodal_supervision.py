@@ -106,9 +106,9 @@ def test_fused_logits_are_the_weighted_unimodal_logits():
 
 @pytest.mark.parametrize("value", [-0.1, math.nan, math.inf])
 def test_bad_weight_is_refused(value):
-    with pytest.raises(ConfigError, match="model.unimodal_supervision"):
+    with pytest.raises(ConfigError, match=r"model\.unimodal_supervision"):
         SGMFT(dataclasses.replace(TINY, unimodal_supervision=value), TINY_DIMS, NUM_CLASSES)
-    with pytest.raises(ConfigError, match="model.unimodal_supervision"):
+    with pytest.raises(ConfigError, match=r"model\.unimodal_supervision"):
         load_config(None, [f"model.unimodal_supervision={value}"])
 
 
@@ -232,7 +232,9 @@ def test_auxiliary_loss_is_the_main_loss_on_its_rows(smoothing, weighted):
         logits, labels, weight=weight, label_smoothing=smoothing, reduction="none"
     )
     denom = weight[labels].sum() if weighted else 7.0
-    torch.testing.assert_close(auxiliary_loss(part, labels, loss_fn), 2.0 * per_row[mask].sum() / denom)
+    torch.testing.assert_close(
+        auxiliary_loss(part, labels, loss_fn), 2.0 * per_row[mask].sum() / denom
+    )
     assert auxiliary_loss(ModelOutput(logits), labels, loss_fn) is None
 
 
@@ -279,7 +281,9 @@ def test_trainer_adds_the_term_and_a_checkpoint_with_it_loads_and_predicts(store
     del state["config"]["model"]["unimodal_supervision"]  # what an older semloc wrote
     assert saved_config(state).model.unimodal_supervision == 0.0
     torch.save(state, tmp_path / "on" / "best.pt")
-    np.testing.assert_array_equal(predict_store(load_run(tmp_path / "on"), store).logits, preds.logits)
+    np.testing.assert_array_equal(
+        predict_store(load_run(tmp_path / "on"), store).logits, preds.logits
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ shared machine moves every figure):
     decoding workers, the automatic thread budget unless --workers/--threads) -> the ratio to
     the towers alone (target >= 0.85) and to a naive loop (one post at a time, fp32, text padded
     to 77 tokens, `CLIPProcessor` per post; target >= 5x on an AVX2 machine);
+  * --predict: posts/s of `semloc predict` on the same posts file (`prediction.predict_posts`:
+    featurising with the run's CLIP + an SG-MFT at ViT-B/32 widths trained for one epoch on a
+    small labelled store) -> its ratio to the towers alone (target >= 0.85);
   * GFLOP/s of the vision tower vs this machine's 2048x2048 matmul peak;
   * --stages: where extraction time goes, each stage timed alone in this process: start-up
     (loading the CLIP), tokenisation, image decode + resize, collation, text tower, vision tower,
@@ -301,6 +304,38 @@ def stage_profile(model_dir: Path, posts, base_dir: Path, cfg, work: Path) -> di
     return out
 
 
+def make_run(work: Path, backbone, cfg):
+    """An SG-MFT run (default widths on ViT-B/32 features) trained one epoch on 64 labelled
+    posts, loaded the way `semloc predict` loads it."""
+    from semloc.clip.extract import extract_to_store
+    from semloc.config import load_config
+    from semloc.runs import load_run, train_run
+
+    rows = [json.loads(line) for line in (work / "posts.jsonl").read_text().splitlines()[:64]]
+    with open(work / "labelled.jsonl", "w") as f:
+        for i, rec in enumerate(rows):
+            split = "dev" if i % 4 == 3 else "train"
+            f.write(json.dumps({**rec, "label": "ab"[i % 2], "split": split}) + "\n")
+    store = work / "labelled-store"
+    extract_to_store(work / "labelled.jsonl", store, cfg, backbone=backbone)
+    train_cfg = load_config(overrides=["model.name=sgmft", "train.epochs=1",
+                                       "train.progress=false", "train.device=cpu"])  # fmt: skip
+    train_run(store, train_cfg, work / "run")
+    return load_run(work / "run")
+
+
+def predict_speed(run, posts_file: Path, backbone, cfg) -> float:
+    """posts/s of `prediction.predict_posts` (what `semloc predict RUN POSTS` runs), fp32."""
+    from semloc.prediction import predict_posts
+
+    t0 = time.perf_counter()
+    out = predict_posts(run, posts_file, backbone=backbone, extract_cfg=cfg,
+                        batch_size=cfg.batch_size)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    del out
+    return sum(1 for _ in posts_file.open()) / seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--posts", type=int, default=1000)
@@ -316,6 +351,8 @@ def main() -> None:
     ap.add_argument("--also-workers", type=int, nargs="*", default=[], metavar="N",
                     help="extra fp32 extraction rows with N decoding workers (same threads)")  # fmt: skip
     ap.add_argument("--profile", action="store_true", help="torch profile of the vision tower")
+    ap.add_argument("--predict", action="store_true",
+                    help="also time `semloc predict` on the posts file (fp32)")  # fmt: skip
     args = ap.parse_args()
 
     from transformers.utils import logging as hf_logging
@@ -387,6 +424,7 @@ def main() -> None:
         naive_model = CLIPModel.from_pretrained(model_dir, local_files_only=True).eval()
         processor = CLIPProcessor.from_pretrained(model_dir, local_files_only=True)
         flops = vision_flops_per_image(backbone)
+        run = make_run(work, backbone, cfg) if args.predict else None
         best: dict[str, float] = {}
 
         def keep(name: str, value: float) -> None:
@@ -414,6 +452,8 @@ def main() -> None:
                     keep(f"extract fp32 {w} workers", len(posts) / (time.perf_counter() - t0))
                     shutil.rmtree(store)
             backbone.bf16 = False
+            if run is not None:
+                keep("predict fp32", predict_speed(run, work / "posts.jsonl", backbone, cfg))
             keep("naive", naive_loop(naive_model, processor, posts[: args.naive_posts], work))
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v:.1f}" for k, v in
                                                           best.items()), flush=True)  # fmt: skip
@@ -431,6 +471,11 @@ def main() -> None:
                   f"posts/s = {b[f'extract {prec}'] / b[f'towers {prec}']:.2f} x towers alone, "
                   f"{b[f'extract {prec}'] / b['naive']:.1f} x the naive loop "
                   f"({b['naive']:.2f} posts/s)")  # fmt: skip
+        if run is not None:
+            v = b["predict fp32"]
+            print(f"fp32 semloc predict on the posts file: {v:.1f} posts/s = "
+                  f"{v / b['towers fp32']:.2f} x towers alone, "
+                  f"{v / b['naive']:.1f} x the naive loop")  # fmt: skip
         for w in args.also_workers:
             v = b[f"extract fp32 {w} workers"]
             print(f"fp32 with {w} decoding workers: {v:.1f} posts/s = "

@@ -185,3 +185,36 @@ def test_unequal_batch_shares_give_the_global_mean_gradient() -> None:
         for p, d in zip(parts, denominators, strict=True)
     )
     np.testing.assert_allclose(averaged / 2, full, rtol=1e-5, atol=1e-7)
+
+
+def test_unequal_batch_shares_give_the_global_mean_gradient_with_auxiliary_terms() -> None:
+    # the same weighting holds for the trainer's auxiliary terms (masked rows, e.g. an image head
+    # only for posts with a picture): they are normalised per post of the batch like the main loss
+    from semloc.models.base import AuxiliaryLogits, ModelOutput
+    from semloc.training.trainer import auxiliary_loss
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    x, y = torch.randn(7, 6), torch.randint(0, 3, (7,))
+    mask = torch.tensor([True, False, True, True, False, False, True])
+    weight = torch.tensor([0.5, 1.0, 2.0])
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1)
+
+    def loss(rows) -> torch.Tensor:
+        logits = model(x[rows])
+        out = ModelOutput(logits, auxiliary=(AuxiliaryLogits(2 * logits, mask[rows], 0.7),))
+        return loss_fn(logits, y[rows]) + auxiliary_loss(out, y[rows], loss_fn)
+
+    def grad(value: torch.Tensor) -> np.ndarray:
+        model.zero_grad()
+        value.backward()
+        return model.weight.grad.numpy().copy()
+
+    full = grad(loss(slice(None)))
+    parts = [slice(0, None, 2), slice(1, None, 2)]
+    denominators = [float(weight[y[p]].sum()) for p in parts]
+    total = sum(denominators)
+    averaged = sum(
+        grad(loss(p) * (2 * d / total)) for p, d in zip(parts, denominators, strict=True)
+    )
+    np.testing.assert_allclose(averaged / 2, full, rtol=1e-5, atol=1e-7)

@@ -47,6 +47,10 @@ class ModelConfig:
     fusion_gate: bool = True  # the gate a also scales the SFM's cross-attention (off: always on)
     similarity_prior: bool = True  # pi_image's logit gets kappa * standardised s (off: MLP only)
     pooled_embeddings: bool = True  # u, w projected into z_t, z_v (off: only through s)
+    # deep supervision of the unimodal streams (sgmft, cross_transformer): in training, the
+    # classifier head is also applied to z_t (every post) and z_v (posts with a picture), each
+    # term weight x cross-entropy added to the loss; 0 = off (no effect on the model or outputs)
+    unimodal_supervision: float = 0.0
     token_temperature: float = 0.1  # tau in softmax(E / tau) of the token-level variant
     max_text_tokens: int = 77  # positional table size for models that embed token positions
 
@@ -349,6 +353,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "model.dropout": (0, 1, False, True),
     "model.gate_bias_init": (-1, 1, False, False),
     "model.token_temperature": (0, None, True, False),
+    "model.unimodal_supervision": (0, None, False, False),
     "model.max_text_tokens": (1, None, False, False),
     "train.epochs": (1, None, False, False),
     "train.batch_size": (1, None, False, False),

@@ -516,6 +516,7 @@ LEGACY_MODEL_SETTINGS = {
     "similarity_prior": False,
     "pooled_embeddings": False,
     "similarity_std": 1.0,
+    "unimodal_supervision": 0.0,
 }
 
 

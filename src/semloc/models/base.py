@@ -8,6 +8,17 @@ from dataclasses import dataclass
 import torch
 
 
+@dataclass(frozen=True)
+class AuxiliaryLogits:
+    """An extra training term: `weight` x cross-entropy of `logits` (B, C) on the rows where
+    `mask` (B,) bool is True, normalised per post of the batch like the main loss (see
+    `semloc.training.trainer.auxiliary_loss`). Only training reads it."""
+
+    logits: torch.Tensor
+    mask: torch.Tensor
+    weight: float
+
+
 @dataclass
 class ModelOutput:
     """Logits plus optional explanation tensors (None when a model has no such notion).
@@ -16,6 +27,8 @@ class ModelOutput:
     gate              (B,)        coarse interpolation gate a = sigmoid(k (s - b))
     modality_weights  (B, 2)      SFM weights (pi_text, pi_image)
     token_similarity  (B, Nt, Nv) token-level cosine E of the last SIM layer (token variant)
+    auxiliary         extra training terms (e.g. unimodal heads), None without; models return
+                      them only in training mode, and evaluation, calibration, export and prediction ignore them
     """
 
     logits: torch.Tensor
@@ -23,6 +36,7 @@ class ModelOutput:
     gate: torch.Tensor | None = None
     modality_weights: torch.Tensor | None = None
     token_similarity: torch.Tensor | None = None
+    auxiliary: tuple[AuxiliaryLogits, ...] | None = None
 
 
 def nonempty(text_mask: torch.Tensor) -> torch.Tensor:

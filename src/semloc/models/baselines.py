@@ -324,7 +324,9 @@ class CrossTransformer(SGMFT):
         out = super().forward(batch)
         # s is computed by the parent but steers nothing here; not reporting it avoids suggesting
         # that it does
-        return ModelOutput(logits=out.logits, modality_weights=out.modality_weights)
+        return ModelOutput(
+            logits=out.logits, modality_weights=out.modality_weights, auxiliary=out.auxiliary
+        )
 
 
 # name -> class; `semloc.models` registers all of them

@@ -38,7 +38,7 @@ from torch import nn
 from semloc.config import ModelConfig
 from semloc.errors import ConfigError
 from semloc.features.batch import FeatureBatch, FeatureDims
-from semloc.models.base import ModelOutput, nonempty
+from semloc.models.base import AuxiliaryLogits, ModelOutput, nonempty
 
 FINE_SIMILARITY = ("channel", "token", "none")
 FUSION = ("sfm", "concat")
@@ -345,8 +345,9 @@ class SimilarityAwareFusion(nn.Module):
         gate: torch.Tensor | None = None,
         u: torch.Tensor | None = None,
         w: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         # s (B,) standardised similarity; gate (B,) or None (see CrossModalBlock); u, w (B, p)
+        # returns f (B, d), pi (B, 2) and the pooled features (z_t, z_v), each (B, d)
         for block in self.blocks:
             x_t, x_v = block(x_t, x_v, text_mask, image_present, gate)
         z_t = masked_mean(self.norm_t(x_t), text_mask)  # (B, d)
@@ -363,7 +364,7 @@ class SimilarityAwareFusion(nn.Module):
         text_only = torch.tensor([1.0, 0.0], dtype=pi.dtype, device=pi.device)
         pi = torch.where(image_present[:, None], pi, text_only)  # (B, 2)
         f = pi[:, :1] * z_t + pi[:, 1:] * z_v  # (B, d)
-        return f, pi
+        return f, pi, (z_t, z_v)
 
 
 class PooledEmbeddings(nn.Module):
@@ -407,13 +408,13 @@ class ConcatFusion(nn.Module):
         gate: torch.Tensor | None = None,
         u: torch.Tensor | None = None,
         w: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, None]:
+    ) -> tuple[torch.Tensor, None, tuple[torch.Tensor, torch.Tensor]]:
         z_t = masked_mean(self.norm_t(x_t), text_mask)  # (B, d)
         z_v = self.norm_v(x_v[:, 0])  # (B, d)
         if self.pooled is not None:
             z_t, z_v = self.pooled(z_t, z_v, u, w)
         z_v = torch.where(image_present[:, None], z_v, 0.0)  # (B, d)
-        return self.mlp(torch.cat([z_t, z_v], dim=-1)), None  # (B, d)
+        return self.mlp(torch.cat([z_t, z_v], dim=-1)), None, (z_t, z_v)  # (B, d)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -513,6 +514,10 @@ class SGMFT(nn.Module):
             self.fusion = ConcatFusion(d, width, cfg.dropout, pooled_dim)
 
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d, num_classes))
+        # deep supervision: the same head on z_t and z_v as training-only auxiliary terms. With
+        # the SFM, f = pi_t z_t + pi_v z_v and a linear head, so the fused logits are
+        # pi_t head(z_t) + pi_v head(z_v): a closing pi falls back to a trained text classifier.
+        self.unimodal_supervision = float(cfg.unimodal_supervision)
 
     def forward(self, batch: FeatureBatch, return_token_similarity: bool = False) -> ModelOutput:
         present = batch.image_present.bool()  # (B,)
@@ -556,10 +561,22 @@ class SGMFT(nn.Module):
         fusion_gate = None
         if self.fusion_gate:  # the SFM reads the other modality as far as the SIM did
             fusion_gate = gate if gate is not None else torch.where(present, 0.5, 0.0)
-        f, pi = self.fusion(x_t, x_v, text_mask, present, s_std, fusion_gate, u, w)
+        f, pi, (z_t, z_v) = self.fusion(x_t, x_v, text_mask, present, s_std, fusion_gate, u, w)
         logits = self.head(f)  # (B, C)
+        auxiliary = None
+        if self.training and self.unimodal_supervision > 0:
+            weight = self.unimodal_supervision
+            auxiliary = (
+                AuxiliaryLogits(self.head(z_t), torch.ones_like(present), weight),  # (B, C)
+                AuxiliaryLogits(self.head(z_v), present, weight),  # only posts with a picture
+            )
         return ModelOutput(
-            logits=logits, similarity=s, gate=gate, modality_weights=pi, token_similarity=sim
+            logits=logits,
+            similarity=s,
+            gate=gate,
+            modality_weights=pi,
+            token_similarity=sim,
+            auxiliary=auxiliary,
         )
 
 
@@ -582,6 +599,10 @@ def _check_config(cfg: ModelConfig) -> None:
         raise ConfigError("model.sim_layers and model.fusion_layers must be >= 0")
     if not (cfg.token_temperature > 0 and math.isfinite(cfg.token_temperature)):
         raise ConfigError(f"model.token_temperature={cfg.token_temperature} must be > 0")
+    if not (cfg.unimodal_supervision >= 0 and math.isfinite(cfg.unimodal_supervision)):
+        raise ConfigError(
+            f"model.unimodal_supervision={cfg.unimodal_supervision} must be a finite number >= 0"
+        )
 
 
 def _param_count(build: Callable[[], nn.Module]) -> int:

@@ -38,6 +38,7 @@ from semloc.errors import ConfigError, SemlocError
 from semloc.features.batch import FeatureBatch
 from semloc.io import atomic_path, atomic_write_json
 from semloc.metrics import HEADLINE, classification_metrics
+from semloc.models.base import ModelOutput
 from semloc.outputs import model_outputs
 from semloc.precision import autocast, grad_scaler, precision_name, resolve_precision
 
@@ -50,6 +51,33 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def auxiliary_loss(
+    out: ModelOutput, labels: torch.Tensor, loss_fn: nn.CrossEntropyLoss
+) -> torch.Tensor | None:
+    """Sum of weight x cross-entropy over each auxiliary term's masked rows (None without terms).
+
+    The same class weights and label smoothing as `loss_fn`, and the same denominator as its
+    mean (the batch's posts, or their class weights), so a term whose mask is all True is exactly
+    `weight * loss_fn(logits, labels)`, a masked-out row adds nothing, and DDP's per-rank
+    weighting of the main loss holds for the sum as well."""
+    if not out.auxiliary:
+        return None
+    weight = loss_fn.weight
+    denom = weight[labels].sum() if weight is not None else labels.new_tensor(len(labels)).float()
+    total = None
+    for term in out.auxiliary:
+        per_row = nn.functional.cross_entropy(
+            term.logits.float(),
+            labels,
+            weight=weight,
+            label_smoothing=loss_fn.label_smoothing,
+            reduction="none",
+        )  # (B,), class-weighted
+        value = term.weight * torch.where(term.mask, per_row, 0.0).sum() / denom.clamp(min=1e-12)
+        total = value if total is None else total + value
+    return total
 
 
 def class_weights(counts: np.ndarray) -> torch.Tensor:
@@ -247,6 +275,9 @@ class Trainer:
             with autocast(self.amp_dtype, self.device):
                 out = self.forward_model(batch)
                 loss = self.loss_fn(out.logits.float(), batch.labels)
+                aux = auxiliary_loss(out, batch.labels, self.loss_fn)
+                if aux is not None:
+                    loss = loss + aux
             self.optimizer.zero_grad(set_to_none=True)
             if self.dist is None:
                 self.scaler.scale(loss).backward()

@@ -3,6 +3,7 @@ lowers the loss, the temperature is clamped, runs repeat exactly, and bad input 
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from PIL import Image
 from semloc.cli import main
 from semloc.clip.backbone import load_backbone
 from semloc.clip.pretrain import (
+    CURVE_FILE,
     MAX_LOGIT_SCALE,
     METRICS_FILE,
     PretrainConfig,
@@ -21,6 +23,7 @@ from semloc.clip.pretrain import (
     alignment_metrics,
     contrastive_loss,
     pretrain_clip,
+    related_auroc,
 )
 from semloc.errors import DataError, SemlocError
 
@@ -196,6 +199,72 @@ def test_continue_from_an_existing_clip_keeps_its_tokenizer_and_clamps_the_tempe
     metrics = json.loads((out / METRICS_FILE).read_text())
     assert metrics["init"] == str(init) and metrics["lr"] == pytest.approx(1e-5)
     assert load_backbone(out).max_text_tokens == 16  # the init's context, not a default
+
+
+def _with_probes(pairs: Path) -> Path:
+    """The pairs plus held-out probe pairs: each held-out picture with its own caption
+    (related) and with the caption of another colour (unrelated)."""
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    held = [r for r in rows if r["split"] != "train"]
+    for i, r in enumerate(held):
+        other = held[(i + 2) % len(held)]["caption"]
+        rows.append({**r, "related": True})
+        rows.append({**r, "caption": other, "related": False})
+    out = pairs.with_name("probes.jsonl")
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+def test_eval_every_writes_the_curve_of_retrieval_and_auroc_against_training_time(tmp_path):
+    pairs = _with_probes(write_pairs(tmp_path / "data", copies=2))
+    result = pretrain_clip(
+        pairs,
+        tmp_path / "clip",
+        _cfg(epochs=6, batch_size=16, lr=3e-3, eval_every=2),
+        scratch=TINY,
+    )
+    curve = json.loads((result.out_dir / CURVE_FILE).read_text())
+    points = curve["points"]
+    assert [p["epoch"] for p in points] == [0, 2, 4, 6]
+    assert [p["steps"] for p in points] == [0, 2, 4, 6]  # 16 training pairs: one step an epoch
+    times = [p["train_seconds"] for p in points]
+    assert times[0] == 0 and all(b > a for a, b in itertools.pairwise(times))
+    assert all(p["train_cpu_seconds"] >= 0 for p in points)
+    # probe pairs are scored, never trained on nor retrieval candidates
+    m = result.metrics
+    assert m["pairs"]["probe"] == 32 and m["pairs"]["train"] == 16
+    assert m["heldout"]["distinct_captions"] == 16
+    assert points[-1]["related_vs_unrelated_auroc"] == m["heldout"]["related_vs_unrelated_auroc"]
+    assert points[-1]["r_at_1"] == m["heldout"]["r_at_1"]
+    # the toy set is easy: training separates a picture's own caption from another's
+    assert m["heldout"]["related_vs_unrelated_auroc"] > 0.7
+    assert m["heldout"]["related_vs_unrelated_auroc"] > points[0]["related_vs_unrelated_auroc"]
+    # without eval_every no curve is written
+    plain = pretrain_clip(pairs, tmp_path / "plain", _cfg(epochs=1), scratch=TINY)
+    assert not (plain.out_dir / CURVE_FILE).exists()
+
+
+def test_probe_pairs_must_be_held_out_and_related_must_be_boolean(tmp_path):
+    pairs = write_pairs(tmp_path / "data")
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    rows[0] = {**rows[0], "related": True}  # a training row
+    rows[-1] = {**rows[-1], "related": "maybe"}
+    bad = pairs.with_name("bad.jsonl")
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError) as err:
+        pretrain_clip(bad, tmp_path / "clip", _cfg(), scratch=TINY)
+    text = str(err.value) + " ".join(err.value.problems)
+    assert "row 1" in text and "must be held out" in text
+    assert f"row {len(rows)}" in text and "true or false" in text
+
+
+def test_related_auroc():
+    v = np.eye(4)
+    t = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], float)
+    m = related_auroc(v, t, np.array([True, True, False, False]))
+    assert m["related_vs_unrelated_auroc"] == 1.0 and m["probe_unrelated"] == 2
+    m = related_auroc(v, t, np.array([False, False, True, True]))
+    assert m["related_vs_unrelated_auroc"] == 0.0
 
 
 def test_same_seed_same_weights(tmp_path):

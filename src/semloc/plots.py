@@ -126,3 +126,33 @@ def plot_training_curves(
     ax2.grid(alpha=0.3)
     fig.suptitle(title or "training curves")
     return save_figure(fig, path)
+
+
+def plot_clip_curves(
+    curves: dict[str, Sequence[dict[str, Any]]],
+    path: str | Path,
+    x: str = "train_cpu_seconds",
+    title: str = "",
+) -> Path:
+    """Held-out related-vs-unrelated AUROC and R@1 of CLIP builds against training time.
+
+    `curves`: build name -> the ``points`` of its curve.json (semloc.clip.pretrain); `x` is the
+    point field on the horizontal axis (``train_cpu_seconds``, ``train_seconds`` or ``steps``).
+    Each build keeps one colour in both panels."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, points in curves.items():
+        color = model_color(name)
+        xs = [p[x] for p in points]
+        auc = [p.get("related_vs_unrelated_auroc") for p in points]
+        r1 = [p.get("r_at_1") for p in points]
+        ax1.plot(xs, [np.nan if a is None else a for a in auc], "o-", ms=3, color=color, label=name)
+        ax2.plot(xs, [np.nan if r is None else r for r in r1], "o-", ms=3, color=color, label=name)
+    label = {"train_cpu_seconds": "training CPU seconds", "train_seconds": "training seconds"}
+    for ax, what in ((ax1, "related vs unrelated picture, ROC AUC"), (ax2, "held-out R@1")):
+        ax.set_xlabel(label.get(x, x))
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+    ax1.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax1.legend(fontsize=8)
+    fig.suptitle(title or "demo CLIP: held-out metrics against pretraining time")
+    return save_figure(fig, path)

@@ -27,6 +27,15 @@ matched against mismatched pairs, before and after training.
 Pairs file: CSV or JSONL with ``image`` (a path relative to the file) and ``caption``; an optional
 ``split`` column puts ``train`` rows in training and every other row in the held-out set,
 otherwise a seeded `holdout_fraction` is held out. Bad rows are reported all at once, by row.
+An optional ``related`` column (true/false) marks held-out *probe* pairs: (picture, post text)
+pairs whose picture is known to be related to the text or not. They are never trained on and
+not retrieval candidates; they give the ROC AUC of the cosine of related against unrelated
+pairs (how well the CLIP tells a mismatched picture, which is what a similarity-guided model
+needs from it).
+
+With ``eval_every=k`` the held-out metrics are also taken every k epochs and written, with the
+training time spent so far, to ``curve.json`` in the result: one build gives the whole curve
+of R@1 and AUROC against training time.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ from semloc.training.trainer import warmup_cosine, weight_decay_groups
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "pretrain_metrics.json"
+CURVE_FILE = "curve.json"  # held-out metrics against training time (with eval_every)
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: exp(logit_scale) <= 100
 INIT_LOGIT_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature 0.07
 # learning rates that worked for each starting point: a fresh model needs large steps, while a
@@ -96,6 +106,7 @@ class PretrainConfig:
     holdout_fraction: float = 0.1  # held out when the pairs file has no `split` column
     max_eval_pairs: int = 1000  # held-out pairs scored (retrieval gets harder with more)
     eval_every: int = 0  # also evaluate every k epochs (0: only before and after training)
+    # and write them with the training time so far to curve.json
     augment: bool = False  # random resized crops (area >= augment_min_scale) of the images
     augment_min_scale: float = 0.6
     bad_images: Literal["fail", "skip"] = "fail"  # an unusable image stops (listing all) or
@@ -120,6 +131,9 @@ class Pairs:
     rows: list[int]  # 1-based data row of each pair, for messages
     holdout: np.ndarray  # (N,) bool: held out from training
     source: Path
+    # (N,) int8: 1 / 0 for a held-out probe pair whose picture is related / unrelated to its
+    # text, -1 for an ordinary pair (see the module docstring)
+    related: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -164,7 +178,7 @@ def read_pairs(path: str | Path, *, holdout_fraction: float = 0.1, seed: int = 0
     if not rows:
         raise SemlocError(f"pairs file {path} holds no pairs")
     base = path.parent
-    images, captions, numbers, splits, problems = [], [], [], [], []
+    images, captions, numbers, splits, related, problems = [], [], [], [], [], []
     has_split = any(r.get("split") not in (None, "") for r in rows)
     for r in rows:
         where = f"row {r['__row']}"
@@ -183,8 +197,22 @@ def read_pairs(path: str | Path, *, holdout_fraction: float = 0.1, seed: int = 0
         if has_split and split not in (None, "") and not isinstance(split, str):
             problems.append(f"{where}: 'split' must be a string, got {split!r}")
             continue
+        rel = r.get("related")
+        if rel is not None and not isinstance(rel, bool):
+            if isinstance(rel, str) and rel.strip().lower() in ("true", "false", ""):
+                rel = None if not rel.strip() else rel.strip().lower() == "true"
+            else:
+                problems.append(f"{where}: 'related' must be true or false, got {rel!r}")
+                continue
+        if rel is not None and (not has_split or split == "train"):
+            problems.append(
+                f"{where}: a probe pair (with 'related') must be held out (a 'split' other "
+                "than 'train'): probe pairs are never trained on"
+            )
+            continue
         images.append(image_path)
         captions.append(caption.strip())
+        related.append(-1 if rel is None else int(rel))
         numbers.append(int(r["__row"]))
         splits.append(split if isinstance(split, str) and split else None)
     if problems:
@@ -203,7 +231,7 @@ def read_pairs(path: str | Path, *, holdout_fraction: float = 0.1, seed: int = 0
             f"pairs file {path}: no training pairs (with a 'split' column, training uses the "
             "rows whose split is 'train')"
         )
-    return Pairs(images, captions, numbers, holdout, path)
+    return Pairs(images, captions, numbers, holdout, path, np.array(related, dtype=np.int8))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,6 +375,25 @@ def alignment_metrics(
     }
 
 
+def related_auroc(
+    image_embed: np.ndarray, text_embed: np.ndarray, related: np.ndarray
+) -> dict[str, Any]:
+    """ROC AUC of the pairs' cosine, related (`related` true) against unrelated pictures."""
+    from semloc.features.study import auroc
+
+    v = image_embed / np.maximum(np.linalg.norm(image_embed, axis=1, keepdims=True), 1e-12)
+    t = text_embed / np.maximum(np.linalg.norm(text_embed, axis=1, keepdims=True), 1e-12)
+    cos = np.sum(v * t, axis=1)
+    related = np.asarray(related, dtype=bool)
+    return {
+        "probe_pairs": len(cos),
+        "probe_unrelated": int((~related).sum()),
+        "related_vs_unrelated_auroc": auroc(cos[related], cos[~related]),
+        "cos_related": float(cos[related].mean()) if related.any() else None,
+        "cos_unrelated": float(cos[~related].mean()) if (~related).any() else None,
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # training
 
@@ -358,31 +405,36 @@ class PretrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _process_cpu_seconds() -> float:
+    """CPU time of this process, every thread (decoding workers have finished by training)."""
+    return time.process_time()
+
+
 def _autocast(enabled: bool) -> contextlib.AbstractContextManager[Any]:
     return autocast(torch.bfloat16 if enabled else None, "cpu")
 
 
 @torch.no_grad()
-def _evaluate(
+def _embed_pairs(
     model: Any,
     pixels: np.ndarray,
     token_ids: list[list[int]],
-    captions: list[str],
     pad_id: int,
     bf16: bool,
     batch_size: int = 256,
-) -> dict[str, float]:
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, p) image and text embeddings of N pairs, in eval mode."""
     was_training = model.training
     model.eval()
     v_parts, t_parts = [], []
-    for s in range(0, len(captions), batch_size):
+    for s in range(0, len(token_ids), batch_size):
         px = torch.from_numpy(np.asarray(pixels[s : s + batch_size], dtype=np.float32))
         ids, mask = _pad(token_ids[s : s + batch_size], pad_id)
         with _autocast(bf16):
             v_parts.append(embed_images(model, px).float().numpy())
             t_parts.append(embed_texts(model, ids, mask).float().numpy())
     model.train(was_training)
-    return alignment_metrics(np.concatenate(v_parts), np.concatenate(t_parts), captions)
+    return np.concatenate(v_parts), np.concatenate(t_parts)
 
 
 def _augment(px: torch.Tensor, min_scale: float, gen: torch.Generator) -> torch.Tensor:
@@ -597,7 +649,9 @@ def _pretrain(
     usable = np.array([i not in problems for i in range(len(pairs))], dtype=bool)
     token_ids, truncated = backbone.tokenize(pairs.captions)
     train_idx = np.flatnonzero(usable & ~pairs.holdout)
-    eval_idx = np.flatnonzero(usable & pairs.holdout)
+    probe = pairs.related >= 0 if pairs.related is not None else np.zeros(len(pairs), bool)
+    eval_idx = np.flatnonzero(usable & pairs.holdout & ~probe)
+    probe_idx = np.flatnonzero(usable & probe)
     if len(eval_idx) > cfg.max_eval_pairs:  # a fixed subset: comparable before and after
         eval_idx = np.sort(
             np.random.default_rng(cfg.seed).choice(eval_idx, cfg.max_eval_pairs, replace=False)
@@ -605,21 +659,47 @@ def _pretrain(
     if len(train_idx) < 2:
         raise SemlocError(f"{pairs.source}: fewer than 2 usable training pairs")
 
-    def evaluate() -> dict[str, float] | None:
-        if len(eval_idx) < 2:
-            return None
-        return _evaluate(
-            model,
-            pixels[row_of[eval_idx]],
-            [token_ids[i] for i in eval_idx],
-            [pairs.captions[i] for i in eval_idx],
-            pad_id,
-            cfg.bf16,
+    def evaluate() -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if len(eval_idx) >= 2:
+            v, t = _embed_pairs(
+                model, pixels[row_of[eval_idx]], [token_ids[i] for i in eval_idx], pad_id, cfg.bf16
+            )
+            out.update(alignment_metrics(v, t, [pairs.captions[i] for i in eval_idx]))
+        if len(probe_idx) >= 2:
+            assert pairs.related is not None
+            v, t = _embed_pairs(
+                model,
+                pixels[row_of[probe_idx]],
+                [token_ids[i] for i in probe_idx],
+                pad_id,
+                cfg.bf16,
+            )
+            out.update(related_auroc(v, t, pairs.related[probe_idx] == 1))
+        return out or None
+
+    curve: list[dict[str, Any]] = []
+    train_cpu = 0.0  # CPU seconds of the training steps (all threads), evaluation excluded
+
+    def record(epoch: int, steps: int, seconds: float, m: dict[str, Any] | None) -> None:
+        if m is None:
+            return
+        keep = ("r_at_1", "r_at_5", "related_vs_unrelated_auroc", "cos_related", "cos_unrelated")
+        curve.append(
+            {
+                "epoch": epoch,
+                "steps": steps,
+                "train_seconds": seconds,
+                "train_cpu_seconds": train_cpu,
+                **{k: m[k] for k in keep if k in m},
+            }
         )
 
     lr = cfg.lr if cfg.lr is not None else (FINETUNE_LR if init is not None else SCRATCH_LR)
     model.train().requires_grad_(True)  # load_backbone hands out a frozen model
     before = evaluate()
+    if cfg.eval_every:
+        record(0, 0, 0.0, before)
     optimizer = torch.optim.AdamW(
         weight_decay_groups(model, cfg.weight_decay), lr=lr, betas=(0.9, 0.98)
     )
@@ -651,8 +731,10 @@ def _pretrain(
         dynamic_ncols=True,
     )
     t_train = time.perf_counter()
+    eval_seconds = 0.0  # evaluation time inside the loop, not counted as training time
     try:
         for epoch in range(1, cfg.epochs + 1):
+            c_epoch = _process_cpu_seconds()
             order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
             losses = []
             t_epoch = time.perf_counter()
@@ -681,6 +763,7 @@ def _pretrain(
                     loss=f"{losses[-1]:.3f}",
                     scale=f"{model.logit_scale.exp().item():.1f}",
                 )
+            train_cpu += _process_cpu_seconds() - c_epoch
             entry: dict[str, Any] = {
                 "epoch": epoch,
                 "train_loss": float(np.mean(losses)) if losses else float("nan"),
@@ -688,17 +771,39 @@ def _pretrain(
                 "seconds": time.perf_counter() - t_epoch,
             }
             if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch < cfg.epochs:
+                t_eval = time.perf_counter()
                 m = evaluate()
+                eval_seconds += time.perf_counter() - t_eval
                 if m is not None:
                     entry.update({f"heldout_{k}": v for k, v in m.items() if k.startswith("r_")})
-                    entry["heldout_cos_gap"] = m["cos_matched"] - m["cos_mismatched"]
+                    if "cos_matched" in m:
+                        entry["heldout_cos_gap"] = m["cos_matched"] - m["cos_mismatched"]
+                    if m.get("related_vs_unrelated_auroc") is not None:
+                        entry["heldout_auroc"] = m["related_vs_unrelated_auroc"]
+                    record(
+                        epoch,
+                        epoch * steps_per_epoch,
+                        time.perf_counter() - t_train - eval_seconds,
+                        m,
+                    )
             history.append(entry)
             log.debug("pretrain epoch %d: %s", epoch, entry)
     finally:
         bar.close()
-    train_seconds = time.perf_counter() - t_train
+    train_seconds = time.perf_counter() - t_train - eval_seconds
     model.eval()
     after = evaluate()
+    if cfg.eval_every:
+        record(cfg.epochs, total_steps, train_seconds, after)
+        atomic_write_json(
+            tmp / CURVE_FILE,
+            {
+                "format": "semloc-clip-curve-1",
+                "threads": torch.get_num_threads(),
+                "pairs_per_step": batch_size,
+                "points": curve,
+            },
+        )
     shutil.rmtree(work)
     _save(model, backbone, image_processor, tmp)
     metrics = {
@@ -709,6 +814,7 @@ def _pretrain(
             "total": len(pairs),
             "train": len(train_idx),
             "heldout_scored": len(eval_idx),
+            "probe": len(probe_idx),
             "heldout_total": int((usable & pairs.holdout).sum()),
             "bad_images_skipped": len(problems),
             "truncated_captions": int(sum(truncated)),
@@ -742,6 +848,10 @@ def iter_lines(metrics: dict[str, Any]) -> Iterator[str]:
     if after is None:
         yield "no held-out pairs: nothing to evaluate"
         return
+    if "r_at_1" not in after:
+        after = {**after, **dict.fromkeys(("distinct_captions", "r_at_1", "r_at_5"), float("nan"))}
+        after.update(chance_r_at_1=float("nan"), chance_r_at_5=float("nan"))
+        after.update(cos_matched=float("nan"), cos_mismatched=float("nan"))
     yield (
         f"held-out image->caption retrieval over {after['distinct_captions']} captions: "
         f"R@1 {after['r_at_1']:.3f}, R@5 {after['r_at_5']:.3f} (chance {after['chance_r_at_1']:.3f}, "
@@ -756,3 +866,9 @@ def iter_lines(metrics: dict[str, Any]) -> Iterator[str]:
         f"mean cosine: matched pairs {after['cos_matched']:.3f}, mismatched "
         f"{after['cos_mismatched']:.3f} (gap {after['cos_matched'] - after['cos_mismatched']:.3f})"
     )
+    if after.get("related_vs_unrelated_auroc") is not None:
+        yield (
+            f"probe pairs: related vs unrelated picture, ROC AUC of the cosine "
+            f"{after['related_vs_unrelated_auroc']:.3f} ({after['probe_pairs']} pairs, "
+            f"{after['probe_unrelated']} unrelated)"
+        )

@@ -523,6 +523,13 @@ def _clip_blocks(summary: dict[str, Any], figures: dict[str, Path], rel: Any) ->
             f"mean cosine of matched pairs {held['cos_matched']:.3f} against "
             f"{held['cos_mismatched']:.3f} for mismatched ones",
         ]
+        if held.get("related_vs_unrelated_auroc") is not None:
+            items.append(
+                f"dev posts: the text–picture cosine ranks a related picture above an unrelated "
+                f"one with ROC AUC {held['related_vs_unrelated_auroc']:.3f} "
+                f"({held['probe_pairs']} posts, {held['probe_unrelated']} with an unrelated "
+                "picture; 0.5 = blind)"
+            )
         zs = clip.get("zero_shot_images") or {}
         if zs.get("posts"):
             items.append(

@@ -152,10 +152,13 @@ def test_num_threads_sets_torch_threads(store, tmp_path):
 
 @pytest.mark.slow
 def test_compiled_training_matches_eager(store, tmp_path):
-    a = train_run(store.root, load_config(None, [*FAST, "train.epochs=1"]), tmp_path / "a")
+    # without dropout: compiled kernels draw dropout masks from their own generator, so with it
+    # the two runs differ by design, not by a fault of the trainer
+    same = [*FAST, "train.epochs=1", "model.dropout=0"]
+    a = train_run(store.root, load_config(None, same), tmp_path / "a")
     b = train_run(
         store.root,
-        load_config(None, [*FAST, "train.epochs=1", "train.compile=true"]),
+        load_config(None, [*same, "train.compile=true"]),
         tmp_path / "b",
     )
     assert b.history[0]["train_loss"] == pytest.approx(a.history[0]["train_loss"], rel=1e-3)

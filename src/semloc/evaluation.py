@@ -14,7 +14,13 @@ from semloc.io import atomic_write_json, sha256_json
 from semloc.metrics import aggregate, classification_metrics
 from semloc.outputs import Predictions
 from semloc.prediction import predict_store
-from semloc.runs import LoadedRun, load_run, require_split
+from semloc.runs import (
+    BACKBONE_FILLED_MODEL_KEYS,
+    DATA_FILLED_MODEL_KEYS,
+    LoadedRun,
+    load_run,
+    require_split,
+)
 
 
 def open_run_store(run: LoadedRun, store_path: str | Path | None) -> FeatureStore:
@@ -115,9 +121,9 @@ def model_key(run: LoadedRun) -> str:
     """What makes runs seeds of one model: the model name and config, and the features.
     Runs with equal keys may be averaged; others may not (training settings may differ)."""
     cfg = config_to_dict(run.config)
-    filled = {"gate_bias_init", "similarity_center"}  # from the data
+    filled = set(DATA_FILLED_MODEL_KEYS)
     if cfg["model"].get("gate_init") == "backbone":
-        filled.add("gate_scale_init")  # from the store's header
+        filled |= set(BACKBONE_FILLED_MODEL_KEYS)
     model = {k: v for k, v in cfg["model"].items() if k not in filled}
     digest = sha256_json({"model": model, "features": run.meta.get("feature_fingerprint")})
     return f"{run.meta['model_name']}@{digest[:8]}"

@@ -40,6 +40,7 @@ from semloc.config import (
     config_from_dict,
     config_to_dict,
     config_to_yaml,
+    flatten_dict,
     resolve_device,
     validate_config,
 )
@@ -165,7 +166,7 @@ def read_resume_checkpoint(path: Path) -> dict[str, Any]:
 
 def resume_config_changes(saved: Config, wanted: Config) -> list[str]:
     """'key: run has X, asked Y' for every setting that differs (resume-neutral keys aside)."""
-    a, b = _flat(config_to_dict(saved)), _flat(config_to_dict(wanted))
+    a, b = flatten_dict(config_to_dict(saved)), flatten_dict(config_to_dict(wanted))
     return [
         f"{k}: run has {a.get(k)!r}, asked {b.get(k)!r}"
         for k in sorted(set(a) | set(b))
@@ -173,24 +174,20 @@ def resume_config_changes(saved: Config, wanted: Config) -> list[str]:
     ]
 
 
+# the SG-MFT settings `fill_gate_init` fills from the train split when left unset, and those it
+# sets from the store's header with model.gate_init=backbone
+DATA_FILLED_MODEL_KEYS = ("gate_bias_init", "similarity_center")
+BACKBONE_FILLED_MODEL_KEYS = ("gate_scale_init", "gate_bias_init")
+
+
 def _data_filled_keys(flat_model: dict[str, Any], prefix: str = "model.") -> set[str]:
     """The SG-MFT settings the training command fills from the data (or the store's header)
     because the asked config leaves them to it; runs differing only in these are the same ask."""
-    keys = {f"{prefix}{k}" for k in ("gate_bias_init", "similarity_center")
+    keys = {f"{prefix}{k}" for k in DATA_FILLED_MODEL_KEYS
             if flat_model.get(f"{prefix}{k}") is None}  # fmt: skip
     if flat_model.get(f"{prefix}gate_init") == "backbone":
-        keys |= {f"{prefix}gate_scale_init", f"{prefix}gate_bias_init"}
+        keys |= {f"{prefix}{k}" for k in BACKBONE_FILLED_MODEL_KEYS}
     return keys
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def train_run(

@@ -405,11 +405,6 @@ class PretrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _process_cpu_seconds() -> float:
-    """CPU time of this process, every thread (decoding workers have finished by training)."""
-    return time.process_time()
-
-
 def _autocast(enabled: bool) -> contextlib.AbstractContextManager[Any]:
     return autocast(torch.bfloat16 if enabled else None, "cpu")
 
@@ -659,23 +654,18 @@ def _pretrain(
     if len(train_idx) < 2:
         raise SemlocError(f"{pairs.source}: fewer than 2 usable training pairs")
 
+    def embed(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _embed_pairs(
+            model, pixels[row_of[idx]], [token_ids[i] for i in idx], pad_id, cfg.bf16
+        )
+
     def evaluate() -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         if len(eval_idx) >= 2:
-            v, t = _embed_pairs(
-                model, pixels[row_of[eval_idx]], [token_ids[i] for i in eval_idx], pad_id, cfg.bf16
-            )
-            out.update(alignment_metrics(v, t, [pairs.captions[i] for i in eval_idx]))
+            out.update(alignment_metrics(*embed(eval_idx), [pairs.captions[i] for i in eval_idx]))
         if len(probe_idx) >= 2:
             assert pairs.related is not None
-            v, t = _embed_pairs(
-                model,
-                pixels[row_of[probe_idx]],
-                [token_ids[i] for i in probe_idx],
-                pad_id,
-                cfg.bf16,
-            )
-            out.update(related_auroc(v, t, pairs.related[probe_idx] == 1))
+            out.update(related_auroc(*embed(probe_idx), pairs.related[probe_idx] == 1))
         return out or None
 
     curve: list[dict[str, Any]] = []
@@ -734,7 +724,7 @@ def _pretrain(
     eval_seconds = 0.0  # evaluation time inside the loop, not counted as training time
     try:
         for epoch in range(1, cfg.epochs + 1):
-            c_epoch = _process_cpu_seconds()
+            c_epoch = time.process_time()
             order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
             losses = []
             t_epoch = time.perf_counter()
@@ -763,7 +753,7 @@ def _pretrain(
                     loss=f"{losses[-1]:.3f}",
                     scale=f"{model.logit_scale.exp().item():.1f}",
                 )
-            train_cpu += _process_cpu_seconds() - c_epoch
+            train_cpu += time.process_time() - c_epoch
             entry: dict[str, Any] = {
                 "epoch": epoch,
                 "train_loss": float(np.mean(losses)) if losses else float("nan"),

@@ -208,12 +208,14 @@ def naive_loop(model, processor, posts, base_dir: Path) -> float:
 def native_bf16() -> tuple[bool, str]:
     """Whether this machine runs bf16 matmuls natively (`semloc.precision`'s rule, the one
     `extract.bf16=auto` applies), and the evidence."""
-    from semloc.precision import BF16_CPU_FLAGS, cpu_flags, native_bf16
+    from semloc.precision import BF16_CPU_FLAGS, cpu_flags, isa_capped_below_avx512, native_bf16
 
     if torch.cuda.is_available():
         return native_bf16("cuda"), torch.cuda.get_device_name()
     found = sorted(cpu_flags() & BF16_CPU_FLAGS)
     evidence = ("CPU flags " + ", ".join(found)) if found else "no avx512_bf16/amx_bf16 flag"
+    if found and isa_capped_below_avx512():
+        evidence += ", but torch is capped below AVX-512 (ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA)"
     return native_bf16("cpu"), evidence
 
 

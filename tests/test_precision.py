@@ -36,6 +36,8 @@ def cpu(monkeypatch):
     """Pretend to be a CPU with the given /proc/cpuinfo flags and torch capability."""
 
     def set_cpu(flags: set[str], capability: str = "AVX2") -> None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
         monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
 
@@ -49,6 +51,8 @@ def cpu(monkeypatch):
         ({"avx2", "avx512f"}, "AVX512", False),  # AVX-512 without its BF16 extension
         ({"avx512f", "avx512_bf16"}, "AVX512", True),
         ({"amx_bf16", "amx_tile"}, "AMX", True),
+        # a bf16 CPU whose AVX-512 torch may not use (ATEN_CPU_CAPABILITY=avx2): emulated again
+        ({"avx512f", "avx512_bf16", "amx_bf16"}, "AVX2", False),
         ({"fp", "asimd", "bf16"}, "DEFAULT", True),  # Arm with the BF16 extension
         (set(), "AMX", True),  # no /proc/cpuinfo: torch's capability decides
     ],
@@ -58,6 +62,15 @@ def test_auto_picks_bf16_only_on_cpus_that_run_it_natively(cpu, flags, capabilit
     expected = torch.bfloat16 if native else None
     assert resolve_precision("auto", "cpu") is expected
     # extract.bf16=auto goes through the same function
+    assert resolve_bf16_flag("auto", "cpu") is native
+
+
+@pytest.mark.parametrize(
+    ("isa", "native"), [("AVX2", False), ("avx512_core_amx", True), ("ALL", True)]
+)
+def test_auto_follows_a_onednn_isa_cap(cpu, monkeypatch, isa, native):
+    cpu({"avx512f", "avx512_bf16", "amx_bf16"}, "AVX512")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
     assert resolve_bf16_flag("auto", "cpu") is native
 
 

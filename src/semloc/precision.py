@@ -7,8 +7,10 @@
 CPU with AVX-512-BF16 or AMX (Intel Sapphire Rapids and later, AMD Zen 4 and later), or an Arm
 CPU with the BF16 extension. Anywhere else bf16 is emulated: on an AVX2-only CPU a bf16 matmul
 ran ~500x slower than fp32, which made bf16 extraction ~5x slower end to end, so `auto` stays in
-fp32 there. An explicit `bf16` or `fp16` is honoured even where it is emulated (with a warning):
-the user asked for it.
+fp32 there. So it does on a bf16 CPU where torch is told not to use AVX-512
+(`ATEN_CPU_CAPABILITY=avx2` or `ONEDNN_MAX_CPU_ISA=AVX2`), which makes bf16 emulated again (a
+bf16 matmul measured 0.4 GFLOP/s there against 730 on the same cores uncapped). An explicit
+`bf16` or `fp16` is honoured even where it is emulated (with a warning): the user asked for it.
 
 The trainer (`train.precision`) and feature extraction (`extract.bf16`, which also takes `auto`)
 both resolve through `resolve_precision`.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -52,9 +55,29 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(flags)
 
 
+# /proc/cpuinfo flags of x86 bf16 arithmetic, which torch reaches only through its AVX-512 kernels
+X86_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def isa_capped_below_avx512() -> bool:
+    """True when torch may not use AVX-512 on this x86 CPU although the CPU has it: its kernel
+    dispatch level (`ATEN_CPU_CAPABILITY`) or oneDNN's (`ONEDNN_MAX_CPU_ISA`) set to AVX2 or
+    lower. The CPU then computes as an AVX2-only one does, bf16 emulated."""
+    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    if "AVX512" not in capability and "AMX" not in capability:
+        return True
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", ""))
+    onednn = onednn.strip().upper()
+    return bool(onednn) and onednn != "ALL" and "AVX512" not in onednn and "AMX" not in onednn
+
+
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bf16 matmuls in hardware (AVX-512-BF16, AMX, Arm BF16)."""
-    if cpu_flags() & BF16_CPU_FLAGS:
+    """True when this CPU computes bf16 matmuls in hardware (AVX-512-BF16, AMX, Arm BF16) and
+    torch is allowed to use that hardware (see `isa_capped_below_avx512`)."""
+    flags = cpu_flags()
+    if flags & X86_BF16_CPU_FLAGS:
+        return not isa_capped_below_avx512()
+    if flags & BF16_CPU_FLAGS:  # Arm's bf16
         return True
     # no /proc/cpuinfo (macOS, Windows): torch's dispatch level names AMX when it is there
     return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()

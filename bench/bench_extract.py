@@ -19,6 +19,12 @@ shared machine moves every figure):
     (loading the CLIP), tokenisation, image decode + resize, collation, text tower, vision tower,
     shard writing (`docs/scale.md` has a profile).
 
+On an AVX-512 CPU, the figures of an AVX2-only one (same cores, the instruction set capped for
+every kernel library torch uses; the header line names torch's kernel level):
+
+    ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
+        python bench/bench_extract.py --precision fp32
+
 bf16 rows run only where the hardware has native bf16 (AVX-512-BF16 / AMX on a CPU, or a GPU):
 emulated bf16 is many times slower than fp32 and would only spend minutes saying so; the bench
 says which rows it skipped and why.
@@ -371,7 +377,8 @@ def main() -> None:
                   "bf16": ["bf16"], "all": ["fp32", "bf16"]}[args.precision]  # fmt: skip
     workers, threads = thread_budget(args.workers, args.threads)
     print(f"{cpu_name()}, {os.cpu_count()} cores, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; torch {torch.__version__}")  # fmt: skip
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; torch {torch.__version__}, kernels "
+          f"{torch.backends.cpu.get_cpu_capability()}")  # fmt: skip
     print(f"thread budget: {threads} torch threads, {workers} decoding workers"
           + ("" if args.workers < 0 and args.threads == 0 else " (as given)"))  # fmt: skip
     print(f"native bf16: {'yes' if native else 'no'} ({why})")

@@ -130,22 +130,33 @@ def make_photo(seed: int, size: tuple[int, int]) -> Image.Image:
     return img.filter(ImageFilter.GaussianBlur(1))
 
 
-def build_vit_b32(out: Path, texts: list[str]) -> Path:
+# openai/clip-vit-base-patch32's sizes (tower widths, layers, heads; the joint embedding)
+VIT_B32 = dict(text_width=512, text_layers=12, text_heads=8, vision_width=768, vision_layers=12,
+               vision_heads=12, embed_dim=512)  # fmt: skip
+
+
+def build_clip(out: Path, texts: list[str], *, text_width: int, text_layers: int,
+               text_heads: int, vision_width: int, vision_layers: int, vision_heads: int,
+               embed_dim: int) -> Path:  # fmt: skip
+    """A CLIP with random weights in Hugging Face's format, 224 px images in 32 px patches (50
+    tokens) and 77 text tokens, the towers as given; a tokenizer trained on `texts`."""
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     from semloc.clip.tiny import CLIP_MEAN, CLIP_STD, train_clip_tokenizer
 
     tokenizer = train_clip_tokenizer(texts, vocab_size=4000, max_text_tokens=77)
-    config = CLIPConfig(  # openai/clip-vit-base-patch32's sizes
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 512, "intermediate_size": 2048,
-                     "num_hidden_layers": 12, "num_attention_heads": 8,
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": text_width,
+                     "intermediate_size": 4 * text_width, "num_hidden_layers": text_layers,
+                     "num_attention_heads": text_heads,
                      "max_position_embeddings": 77, "bos_token_id": tokenizer.bos_token_id,
                      "eos_token_id": tokenizer.eos_token_id,
                      "pad_token_id": tokenizer.pad_token_id},
-        vision_config={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                       "num_attention_heads": 12, "image_size": 224, "patch_size": 32},
-        projection_dim=512,
+        vision_config={"hidden_size": vision_width, "intermediate_size": 4 * vision_width,
+                       "num_hidden_layers": vision_layers, "num_attention_heads": vision_heads,
+                       "image_size": 224, "patch_size": 32},
+        projection_dim=embed_dim,
     )  # fmt: skip
     torch.manual_seed(0)
     model = CLIPModel(config)
@@ -159,6 +170,11 @@ def build_vit_b32(out: Path, texts: list[str]) -> Path:
     model.save_pretrained(out)
     CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(out)
     return out
+
+
+def build_vit_b32(out: Path, texts: list[str]) -> Path:
+    """A ViT-B/32-sized CLIP with random weights: the compute of the real one."""
+    return build_clip(out, texts, **VIT_B32)
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
@@ -233,6 +249,23 @@ def cpu_name() -> str:
     except OSError:
         pass
     return "unknown CPU"
+
+
+def tower_inputs(backbone, posts, base_dir: Path, cfg) -> tuple[list, list]:
+    """The towers' inputs for `posts`, prepared once the way extraction batches them (shards of
+    `cfg.shard_size`, batches of `cfg.batch_size`): tokenised texts and decoded pixels."""
+    from semloc.clip.extract import PostLoader, plan_batches
+
+    loader = PostLoader.for_backbone(backbone, cfg.max_image_pixels)
+    batches = plan_batches(len(posts), range(-(-len(posts) // cfg.shard_size)),
+                           cfg.shard_size, cfg.batch_size)  # fmt: skip
+    token_batches, pixel_batches = [], []
+    for b in batches:
+        batch = loader.load_batch(b, [posts[i].text for i in b],
+                                  [posts[i].image_path(base_dir) for i in b])  # fmt: skip
+        token_batches.append([it.token_ids for it in batch.items])
+        pixel_batches.append(batch.pixels)
+    return token_batches, pixel_batches
 
 
 def tower_seconds(backbone, token_batches, pixel_batches) -> tuple[float, float]:
@@ -366,7 +399,7 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from semloc.clip.backbone import load_backbone
-    from semloc.clip.extract import PostLoader, extract_to_store, plan_batches, thread_budget
+    from semloc.clip.extract import extract_to_store, thread_budget
     from semloc.config import ExtractConfig
     from semloc.data.records import read_posts
 
@@ -420,16 +453,7 @@ def main() -> None:
                 print(f"  {name:36s} {sec:7.2f} s  {sec / total:6.1%}  "
                       f"{sec / len(posts) * 1e3:7.2f} ms/post")  # fmt: skip
             print()
-        # the towers' inputs, prepared once (tokenised texts, decoded pixels of each batch)
-        loader = PostLoader.for_backbone(backbone, cfg.max_image_pixels)
-        batches = plan_batches(len(posts), range(-(-len(posts) // args.shard_size)),
-                               args.shard_size, args.batch_size)  # fmt: skip
-        token_batches, pixel_batches = [], []
-        for b in batches:
-            batch = loader.load_batch(b, [posts[i].text for i in b],
-                                      [posts[i].image_path(work) for i in b])  # fmt: skip
-            token_batches.append([it.token_ids for it in batch.items])
-            pixel_batches.append(batch.pixels)
+        token_batches, pixel_batches = tower_inputs(backbone, posts, work, cfg)
         naive_model = CLIPModel.from_pretrained(model_dir, local_files_only=True).eval()
         processor = CLIPProcessor.from_pretrained(model_dir, local_files_only=True)
         flops = vision_flops_per_image(backbone)

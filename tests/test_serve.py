@@ -484,6 +484,7 @@ def test_micro_batcher_groups_waiting_requests_and_routes_results() -> None:
     assert [len(c) for c in calls] == [1, 8, 8, 3]
     assert sorted(x for c in calls for x in c) == list(range(20))
     assert batcher.stats()["model_calls"] == 4 and batcher.stats()["posts"] == 20
+    assert batcher.stats()["batch_sizes"] == {"1": 1, "3": 1, "8": 2}  # what /health shows
 
 
 def test_micro_batcher_async_submissions_and_a_failing_batch() -> None:

@@ -31,6 +31,9 @@ With --profile, where a served request's time goes, at batching on and off (clie
     and what the server's measured CPU leaves over (HTTP, event loop, threads);
   * throughput on / off split into CPU per request (off / on) x cores the servers got (on / off);
   * the per-post cost of the two towers at batch 1, 8 and 16: the most batching can amortise.
+Stage timings are steady at --threads 1; with more torch threads on a shared machine they swing
+with the other jobs (the threads wait for each other), and their sum can exceed what the server
+measured.
 
 Targets: >= 2x throughput at 16 clients with batching on; a lone client's p50 latency within
 1.3x of batching off.

@@ -146,6 +146,8 @@ def test_labels_health_and_offline_docs(served) -> None:
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["model"] == "sgmft"
     assert health["backbone"]["weights_sha256"] == run.feature_header["backbone"]["weights_sha256"]
+    batching = health["batching"]  # the sizes formed add up to the posts computed
+    assert sum(int(k) * n for k, n in batching["batch_sizes"].items()) == batching["posts"]
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/predict/batch", "/labels", "/health"} <= set(schema["paths"])
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]

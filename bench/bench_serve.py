@@ -2,6 +2,7 @@
 
     python bench/bench_serve.py [--size b32|small] [--clients 1 4 16] [--requests 96]
                                 [--seconds 40] [--rounds 2] [--max-wait-ms 5] [--threads 0]
+                                [--profile]
 
 Builds a CLIP with random weights (the compute of a trained one; `--size b32` is ViT-B/32-sized:
 12 layers per tower, widths 512 (text) / 768 (vision), 224 px images in 32 px patches, 77 text
@@ -17,6 +18,22 @@ With --runtimes the two servers compared are instead `semloc serve` (PyTorch mod
 `semloc serve --runtime onnx` (the run exported with `semloc export RUN --format onnx`), both
 batching on; the ratio printed is onnx / torch throughput. Both runtimes featurise the post with
 the PyTorch CLIP: only the fusion model runs on onnxruntime.
+
+With --profile, where a served request's time goes, at batching on and off (clients > 1):
+  * CPU seconds per answered request of the load generator (this process) and of each server
+    process tree (utime + stime from /proc before and after each measurement), and the cores
+    the rest of the machine used meanwhile;
+  * the server-side stages of a request, each timed alone in this process on the same posts with
+    the same library functions and torch threads as the servers: multipart parsing, JPEG decode +
+    resize, tokenisation, normalise + collate, text tower, vision tower, rounding + padding,
+    fusion model, response validation + JSON; batched stages at the batch sizes the batcher
+    formed (GET /health; the 3 carrying the most posts), weighted by the posts each carried,
+    and what the server's measured CPU leaves over (HTTP, event loop, threads);
+  * throughput on / off split into CPU per request (off / on) x cores the servers got (on / off);
+  * the per-post cost of the two towers at batch 1, 8 and 16: the most batching can amortise.
+Stage timings are steady at --threads 1; with more torch threads on a shared machine they swing
+with the other jobs (the threads wait for each other), and their sum can exceed what the server
+measured.
 
 Targets: >= 2x throughput at 16 clients with batching on; a lone client's p50 latency within
 1.3x of batching off.
@@ -34,6 +51,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +149,45 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` and its live descendants (every thread), in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:  # exited meanwhile
+            continue
+        # after "pid (comm)": state ppid ... utime (14th field of the line) stime (15th)
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, _) in stats.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(stats[p][1] for p in tree if p in stats)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every core, every process) since boot."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(servers: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of the load generator, each server tree and the machine."""
+    snap = {"cpu_client": time.process_time(), "cpu_machine": machine_busy_seconds()}
+    snap.update({f"cpu_{name}": tree_cpu_seconds(pid) for name, pid in servers.items()})
+    return snap
+
+
 def start_server(
     run: Path,
     max_batch_size: int,
@@ -164,9 +222,15 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 300
 
 
 async def load(
-    url: str, clients: int, requests: int, seconds: float, posts: list[tuple[str, bytes]]
+    url: str,
+    clients: int,
+    requests: int,
+    seconds: float,
+    posts: list[tuple[str, bytes]],
+    meter: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """`clients` closed-loop clients; stops after `requests` answers or `seconds`."""
+    """`clients` closed-loop clients; stops after `requests` answers or `seconds`. With `meter`
+    (a CPU snapshot), the result also has its change over the measurement and the wall time."""
     import httpx
 
     latencies: list[float] = []
@@ -189,13 +253,23 @@ async def load(
                 latencies.append(time.perf_counter() - t0)
                 errors += r.status_code != 200
 
+        cpu_before = meter() if meter else {}
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(k) for k in range(clients)))
         wall = time.perf_counter() - t0
+        cpu = {k: v - cpu_before[k] for k, v in meter().items()} if meter else {}
         after = (await client.get("/health")).json()["batching"]
     calls = after["model_calls"] - before["model_calls"]
     lat = np.asarray(latencies) * 1000
+    sizes = {
+        int(k): n - before["batch_sizes"].get(k, 0)
+        for k, n in after["batch_sizes"].items()
+        if n > before["batch_sizes"].get(k, 0)
+    }
     return {
+        **cpu,
+        "wall": wall,
+        "batches": sizes,  # model calls per batch size during the measurement
         "requests": len(latencies),
         "errors": errors,
         "throughput": len(latencies) / wall,
@@ -241,6 +315,196 @@ async def load_paired(
     return out
 
 
+def best_of(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
+    """(wall s, CPU s of this process, result) of the fastest of `reps` calls of `fn`."""
+    best: tuple[float, float, Any] | None = None
+    for _ in range(reps):
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = fn()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if best is None or wall < best[0]:
+            best = (wall, cpu, out)
+    assert best is not None
+    return best
+
+
+PER_POST_STAGES = ("multipart parse + checks", "JPEG decode + resize", "response validate + JSON")
+BATCHED_STAGES = ("tokenise", "normalise + collate", "text tower", "vision tower",
+                  "rounding + padding", "fusion model")  # fmt: skip
+
+
+def stage_profile(
+    run_dir: Path, posts: list[tuple[str, bytes]], sizes: list[int], reps: int = 2
+) -> dict[str, dict[int, tuple[float, float]]]:
+    """stage -> batch size -> (wall ms, CPU ms) per post, each stage timed alone in this process
+    with the servers' library calls on `posts` (per-post stages at batch size 1 only)."""
+    import httpx
+    from pydantic import TypeAdapter
+
+    from semloc.clip.extract import PostLoader, PostOutcome, encode_batch, to_feature_batch
+    from semloc.config import ServeConfig
+    from semloc.outputs import model_outputs
+    from semloc.prediction import load_run_backbone
+    from semloc.runs import load_run
+    from semloc.serve.parsing import decode_image, parse_single_post
+    from semloc.serve.predictor import Predictor
+    from semloc.serve.schema import Prediction
+
+    cfg = ServeConfig(max_batch_size=max(sizes), device="cpu")
+    run = load_run(run_dir, "cpu")
+    backbone = load_run_backbone(run, "", "cpu")
+    predictor = Predictor(run, backbone, cfg, "cpu")
+    predictor.warm_up()
+    prep = backbone.preprocessing
+    answer = TypeAdapter(Prediction)
+    out: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in PER_POST_STAGES}
+    out.update({name: {} for name in BATCHED_STAGES})
+
+    # per post: the body exactly as the load generator sends it
+    bodies = []
+    for text, image in posts:
+        request = httpx.Request("POST", f"http://{HOST}/predict", data={"text": text},
+                                files={"image": ("p.jpg", image, "image/jpeg")})  # fmt: skip
+        bodies.append((request.read(), request.headers["content-type"], image))
+
+    def per_post(fn: Callable[[Any], Any]) -> tuple[float, float, list[Any]]:
+        wall, cpu, results = best_of(lambda: [fn(b) for b in bodies], reps)
+        return wall * 1000 / len(bodies), cpu * 1000 / len(bodies), results
+
+    parse = per_post(lambda b: parse_single_post(b[0], b[1], cfg, prep, False, "text-only"))
+    decode = per_post(lambda b: decode_image(b[2], cfg, prep, "text-only", None))
+    out["JPEG decode + resize"][1] = decode[:2]
+    out["multipart parse + checks"][1] = (parse[0] - decode[0], parse[1] - decode[1])
+    served = parse[2]
+    first = predictor(served[:1])[0]
+    wall, cpu, _ = best_of(lambda: [answer.dump_json(answer.validate_python(first))
+                                    for _ in range(200)], reps)  # fmt: skip
+    out["response validate + JSON"][1] = (wall * 1000 / 200, cpu * 1000 / 200)
+
+    loader = PostLoader.for_backbone(backbone, cfg.max_image_pixels)
+    outcomes = {i: PostOutcome(index=i, post_id=str(i), row=None, status="ok", image="<image>")
+                for i in range(max(sizes))}  # fmt: skip
+    for n in sizes:
+        batch_posts = [served[i % len(served)] for i in range(n)]
+        texts = [p.text for p in batch_posts]
+        images = [p.image for p in batch_posts]
+        loaded = loader.load_batch(range(n), texts, images)
+        ids = [it.token_ids for it in loaded.items]
+        encoded = encode_batch(backbone, loaded, "text-only", outcomes)
+        features = to_feature_batch(encoded, backbone, predictor.dtype)
+        timed = {
+            "tokenise": lambda: loader.tokenizer.encode_batch(texts),  # noqa: B023
+            "load": lambda: loader.load_batch(range(n), texts, images),  # noqa: B023
+            "text tower": lambda: backbone.encode_token_ids(ids),  # noqa: B023
+            "vision tower": lambda: backbone.encode_pixels(loaded.pixels),  # noqa: B023
+            "rounding + padding": lambda: to_feature_batch(encoded, backbone, predictor.dtype),  # noqa: B023
+            "fusion model": partial(
+                model_outputs, run.model, [features], "cpu", temperature=run.temperature
+            ),
+        }
+        for name, fn in timed.items():
+            fn()  # warm up: a new shape can cost a first call far more
+            wall, cpu, _ = best_of(fn, reps)
+            out.setdefault(name, {})[n] = (wall * 1000 / n, cpu * 1000 / n)
+        load, tok = out.pop("load")[n], out["tokenise"][n]
+        out["normalise + collate"][n] = (load[0] - tok[0], load[1] - tok[1])
+    return out
+
+
+def profile_sizes(batches: dict[int, int], most: int = 3) -> dict[int, float]:
+    """Batch size -> share of the posts it carried, for the `most` sizes carrying the most posts
+    (shares renormalised over them: the profile times those)."""
+    posts = sorted(((k * v, k) for k, v in batches.items()), reverse=True)[:most] or [(1, 1)]
+    total = sum(p for p, _ in posts)
+    return {k: p / total for p, k in sorted(posts, key=lambda pk: pk[1])}
+
+
+def print_profile(
+    results: dict[tuple[int, str], dict[str, Any]],
+    names: list[str],
+    clients: list[int],
+    run_dir: Path,
+    posts: list[tuple[str, bytes]],
+    threads: int,
+) -> None:
+    """The CPU accounting of each measurement and the stage profile behind it."""
+    from semloc.clip.extract import torch_threads
+
+    c = max(clients)
+    if c < 2:
+        return
+    print(f"\nprofile at {c} clients (CPU seconds from /proc; cores = CPU s / wall s):")
+    print(f"{'server':>8} | {'req/s':>6} | {'client ms/req':>13} | {'server ms/req':>13} | "
+          f"{'cores: client':>13} | {'server':>6} | {'rest of machine':>15}")  # fmt: skip
+    shares = {}
+    for name in names:
+        r = results[(c, name)]
+        n, wall = r["requests"], r["wall"]
+        server = r[f"cpu_{name}"]
+        others = r["cpu_machine"] - r["cpu_client"] - sum(r[f"cpu_{m}"] for m in names)
+        print(f"{name:>8} | {r['throughput']:>6.2f} | {r['cpu_client'] * 1000 / n:>13.1f} | "
+              f"{server * 1000 / n:>13.1f} | {r['cpu_client'] / wall:>13.2f} | "
+              f"{server / wall:>6.2f} | {others / wall:>15.2f}")  # fmt: skip
+        shares[name] = profile_sizes(r["batches"])
+        print(f"         batch sizes formed (model calls): "
+              f"{dict(sorted(r['batches'].items()))}; profiled: "
+              + ", ".join(f"{k} ({f:.0%})" for k, f in shares[name].items()))  # fmt: skip
+    sizes = sorted({1, 8, 16} | {k for sh in shares.values() for k in sh})
+    t0 = time.perf_counter()
+    with torch_threads(threads):  # the servers' serve.num_threads
+        stages = stage_profile(run_dir, posts, sizes)
+    print(f"\nserver-side stages per post, each timed alone in this process ({time.perf_counter() - t0:.0f} s; "
+          f"load average {os.getloadavg()[0]:.1f}); batched stages at the batch sizes each "
+          "server formed (the 3 carrying the most posts), weighted by the posts they carried:")  # fmt: skip
+    print(f"{'stage':>26} | " + " | ".join(f"{n + ' wall ms':>12} | {'CPU ms':>7}" for n in names))
+    total = {name: [0.0, 0.0] for name in names}
+    for stage, by_size in stages.items():
+        cells = []
+        for name in names:
+            sh = {1: 1.0} if stage in PER_POST_STAGES else shares[name]
+            w = sum(f * by_size[k][0] for k, f in sh.items())
+            cpu = sum(f * by_size[k][1] for k, f in sh.items())
+            total[name][0] += w
+            total[name][1] += cpu
+            cells.append(f"{w:>12.1f} | {cpu:>7.1f}")
+        print(f"{stage:>26} | " + " | ".join(cells))
+    print(f"{'sum of the stages':>26} | "
+          + " | ".join(f"{total[n][0]:>12.1f} | {total[n][1]:>7.1f}" for n in names))  # fmt: skip
+    cells = []
+    for name in names:
+        r = results[(c, name)]
+        cells.append(f"{'':>12} | {r[f'cpu_{name}'] * 1000 / r['requests']:>7.1f}")
+    print(f"{'server CPU measured':>26} | " + " | ".join(cells))
+    cells = []
+    for name in names:
+        r = results[(c, name)]
+        rest = r[f"cpu_{name}"] * 1000 / r["requests"] - total[name][1]
+        cells.append(f"{'':>12} | {rest:>7.1f}")
+    print(f"{'measured - stages (HTTP..)':>26} | " + " | ".join(cells))
+    if len(names) == 2:
+        # throughput = cores used / CPU seconds per request, so the ratio splits in two
+        lo, hi = (results[(c, n)] for n in names)
+
+        def per_request(r: dict[str, Any]) -> float:
+            return (r["cpu_client"] + r[f"cpu_{names[0]}"] + r[f"cpu_{names[1]}"]) / r["requests"]
+
+        def cores(r: dict[str, Any]) -> float:
+            return (r["cpu_client"] + r[f"cpu_{names[0]}"] + r[f"cpu_{names[1]}"]) / r["wall"]
+
+        print(f"\nthroughput {names[1]} / {names[0]} = {hi['throughput'] / lo['throughput']:.2f}x "
+              f"= CPU per request (client + servers) {per_request(lo) * 1000:.0f} / "
+              f"{per_request(hi) * 1000:.0f} ms ({per_request(lo) / per_request(hi):.2f}x) "
+              f"x cores used {cores(hi):.2f} / {cores(lo):.2f} "
+              f"({cores(hi) / cores(lo):.2f}x)")  # fmt: skip
+    print("\nthe two towers (text + vision) per post, by batch size: the most batching amortises")
+    base = stages["text tower"][1][0] + stages["vision tower"][1][0]
+    for k in sorted({1, 8, 16}):
+        w = stages["text tower"][k][0] + stages["vision tower"][k][0]
+        cpu = stages["text tower"][k][1] + stages["vision tower"][k][1]
+        print(f"  batch {k:>2}: {w:7.1f} ms wall, {cpu:7.1f} ms CPU per post "
+              f"({base / w:.2f}x cheaper than batch 1)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -261,6 +525,11 @@ def main() -> None:
     )
     ap.add_argument("--posts", type=int, default=48, help="posts to extract and train on")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="CPU per request of the load generator and each server, and the server's stages",
+    )
     ap.add_argument(
         "--runtimes",
         action="store_true",
@@ -294,6 +563,8 @@ def main() -> None:
             servers[name] = (proc, url, log)
         for proc, url, log in servers.values():
             wait_ready(proc, url, log)
+        pids = {name: proc.pid for name, (proc, _, _) in servers.items()}
+        meter = (lambda: cpu_snapshot(pids)) if args.profile else None
         rng = np.random.default_rng(1)
         posts = [(t, make_photo(1000 + i)) for i, t in enumerate(make_texts(32, rng))]
         results: dict[tuple[int, str], dict[str, Any]] = {}
@@ -311,9 +582,17 @@ def main() -> None:
                 for name in names:
                     url = servers[name][1]
                     asyncio.run(load(url, c, max(4, c), 30, posts))  # warm up (connections, caches)
-                    runs[name].append(asyncio.run(load(url, c, args.requests, args.seconds, posts)))
+                    runs[name].append(
+                        asyncio.run(load(url, c, args.requests, args.seconds, posts, meter))
+                    )
             for name, rs in runs.items():
-                med = {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
+                med: dict[str, Any] = {
+                    k: float(np.median([r[k] for r in rs])) for k in rs[0] if k != "batches"
+                }
+                med["batches"] = {}  # summed over the rounds
+                for r in rs:
+                    for size, calls in r.get("batches", {}).items():
+                        med["batches"][size] = med["batches"].get(size, 0) + calls
                 results[(c, name)] = med
                 print(
                     f"  {c:>2} clients, {name:>5}: {med['throughput']:.2f} req/s",
@@ -353,6 +632,8 @@ def main() -> None:
         lone = results[(lo, "on")]["p50"] / results[(lo, "off")]["p50"]
         print(f"throughput at {hi} clients, on / off: {gain:.2f}x (target >= 2x)")
         print(f"p50 latency at {lo} client(s), on / off: {lone:.2f}x (target <= 1.3x)")
+        if args.profile:
+            print_profile(results, names, args.clients, run, posts, threads)
     finally:
         for proc in procs:
             proc.terminate()

@@ -146,6 +146,8 @@ def test_labels_health_and_offline_docs(served) -> None:
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["model"] == "sgmft"
     assert health["backbone"]["weights_sha256"] == run.feature_header["backbone"]["weights_sha256"]
+    batching = health["batching"]  # the sizes formed add up to the posts computed
+    assert sum(int(k) * n for k, n in batching["batch_sizes"].items()) == batching["posts"]
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/predict/batch", "/labels", "/health"} <= set(schema["paths"])
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
@@ -484,6 +486,7 @@ def test_micro_batcher_groups_waiting_requests_and_routes_results() -> None:
     assert [len(c) for c in calls] == [1, 8, 8, 3]
     assert sorted(x for c in calls for x in c) == list(range(20))
     assert batcher.stats()["model_calls"] == 4 and batcher.stats()["posts"] == 20
+    assert batcher.stats()["batch_sizes"] == {"1": 1, "3": 1, "8": 2}  # what /health shows
 
 
 def test_micro_batcher_async_submissions_and_a_failing_batch() -> None:

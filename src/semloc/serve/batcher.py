@@ -189,4 +189,6 @@ class MicroBatcher(Generic[T, R]):
             "model_calls": calls,
             "posts": posts,
             "mean_batch_size": round(posts / calls, 3) if calls else None,
+            # model calls per batch size (JSON keys are strings): the sizes batching formed
+            "batch_sizes": {str(k): v for k, v in sorted(sizes.items())},
         }

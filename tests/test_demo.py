@@ -81,6 +81,7 @@ def test_bad_knobs_are_clear_errors(tmp_path, capsys):
         (["--world", "seed"], "KEY=VALUE"),
         (["model.bogus=1"], "model.bogus"),
         (["--clip-epochs", "0"], "clip epochs"),
+        (["--clip-filter", "1.5"], "filter_fraction"),
     ):
         assert main(["demo", "--quick", "--workdir", str(workdir), *args]) == 2
         assert message in capsys.readouterr().err
@@ -169,6 +170,32 @@ def test_clip_epochs_flag_reaches_the_pretraining_and_the_command():
     assert clip_configs(opts)[0].epochs == 20
     assert "--clip-epochs 20" in demo_command(opts)
     assert clip_configs(DemoOptions())[0].epochs == 8
+
+
+def test_clip_filter_flag_reaches_the_pretraining_the_key_and_the_command():
+    from semloc.demo.pipeline import DemoOptions, clip_configs, clip_identity, demo_command
+
+    opts = DemoOptions(pretrain={"filter_fraction": 0.25})
+    assert clip_configs(opts)[0].filter_fraction == 0.25
+    assert "--clip-filter 0.25" in demo_command(opts)
+    assert clip_identity(opts, "w")["pretrain"]["filter_fraction"] == 0.25
+    # unfiltered, the key is the one of the builds made before filtering existed
+    default = clip_identity(DemoOptions(), "w")["pretrain"]
+    assert "filter_fraction" not in default and "filter_after" not in default
+    assert "--clip-filter" not in demo_command(DemoOptions())
+
+
+def test_quick_demo_filters_posts_never_captions(quick_demo):
+    workdir, _, _ = quick_demo
+    (pairs,) = (workdir / "clip").glob("*.pairs.jsonl")
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    probes = [r for r in rows if "related" in r]
+    posts = [r for r in rows if "related" not in r and "filterable" not in r]
+    captions = [r for r in rows if r.get("filterable") is False]
+    assert probes and posts and captions and len(probes) + len(posts) + len(captions) == len(rows)
+    assert all(r["split"] == "train" for r in posts)
+    (world,) = (workdir / "world").iterdir()
+    assert len(captions) == len((world / "captions.jsonl").read_text().splitlines())
 
 
 def test_quick_demo_profiles_its_test_users(quick_demo):

@@ -370,3 +370,83 @@ def test_contrastive_loss_and_alignment_metrics():
     m = alignment_metrics(v, t, ["a", "a", "c", "d"])
     assert m["distinct_captions"] == 3 and m["chance_r_at_1"] == pytest.approx(1 / 3)
     assert m["r_at_1"] == 1.0
+
+
+def _with_noisy_posts(pairs: Path) -> Path:
+    """The pairs with every training caption marked filterable=false, plus eight filterable
+    training "posts": four of a picture with its own caption, four with another's."""
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    train = [r for r in rows if r["split"] == "train"]
+    posts = [
+        {**r, "caption": train[(i + 5) % len(train)]["caption"] if i % 2 else r["caption"]}
+        for i, r in enumerate(train[:8])
+    ]
+    rows = [{**r, "filterable": False} for r in rows] + posts
+    out = pairs.with_name("noisy.jsonl")
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+def test_noisy_pair_filtering_leaves_out_the_lowest_scored_filterable_pairs(tmp_path, monkeypatch):
+    import semloc.clip.pretrain as pretrain
+
+    pairs = _with_noisy_posts(write_pairs(tmp_path / "data"))
+    calls = []
+    original = pretrain.least_related
+
+    def spy(cosines: np.ndarray, count: int) -> np.ndarray:
+        picked = original(cosines, count)
+        calls.append((cosines.copy(), count, picked))
+        return picked
+
+    monkeypatch.setattr(pretrain, "least_related", spy)
+    cfg = _cfg(epochs=3, filter_fraction=0.25, filter_after=1)
+    a = pretrain_clip(pairs, tmp_path / "a", cfg, scratch=TINY)
+    # scored after epochs 1 and 2 (not after the last): only the 8 filterable pairs, 2 left out
+    assert [(len(c), k) for c, k, _ in calls] == [(8, 2), (8, 2)]
+    for cos, _, picked in calls:
+        assert set(np.argsort(cos, kind="stable")[:2]) == set(picked)
+    h = a.history
+    assert [e["pairs_trained"] for e in h] == [24, 22, 22]  # the 16 captions always trained on
+    assert [e.get("left_out_next") for e in h] == [2, 2, None]
+    assert a.metrics["steps"] == 3 + 2 + 2  # batches of 8: each epoch's steps from its pairs
+    assert a.metrics["pairs"]["filterable_train"] == 8
+    # deterministic from the seed, and filtering changes the build
+    b = pretrain_clip(pairs, tmp_path / "b", cfg, scratch=TINY)
+    plain = pretrain_clip(pairs, tmp_path / "plain", _cfg(epochs=3), scratch=TINY)
+    wa, wb, wp = (load_backbone(r.out_dir).weights_sha256 for r in (a, b, plain))
+    assert wa == wb != wp
+    assert "pairs_trained" not in plain.history[0] and plain.metrics["steps"] == 9
+
+
+def test_least_related_and_bad_filter_settings(tmp_path):
+    from semloc.clip.pretrain import least_related
+
+    assert least_related(np.array([0.3, -0.1, 0.2, -0.1]), 2).tolist() == [1, 3]
+    assert least_related(np.zeros(3), 1).tolist() == [0]  # equal scores: the earlier pair
+    assert least_related(np.zeros(3), 0).tolist() == []
+    with pytest.raises(ValueError):
+        least_related(np.zeros(3), 4)
+
+    pairs = write_pairs(tmp_path / "data")
+    for kw, message in (
+        ({"filter_fraction": 1.0}, "filter_fraction"),
+        ({"filter_fraction": 0.2, "filter_after": 2}, "filter_after"),  # epochs=2: never scored
+    ):
+        with pytest.raises(SemlocError, match=message):
+            pretrain_clip(pairs, tmp_path / "clip", _cfg(**kw), scratch=TINY)
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    curated = pairs.with_name("curated.jsonl")
+    curated.write_text("".join(json.dumps({**r, "filterable": False}) + "\n" for r in rows))
+    with pytest.raises(SemlocError, match="no training pair is filterable"):
+        pretrain_clip(
+            curated, tmp_path / "clip", _cfg(epochs=3, filter_fraction=0.2, filter_after=1),
+            scratch=TINY,
+        )  # fmt: skip
+    rows[3] = {**rows[3], "filterable": "sometimes"}
+    bad = pairs.with_name("bad.jsonl")
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError) as err:
+        pretrain_clip(bad, tmp_path / "clip", _cfg(), scratch=TINY)
+    assert "row 4" in " ".join(err.value.problems) and "filterable" in " ".join(err.value.problems)
+    assert not (tmp_path / "clip").exists()

@@ -56,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pictures better and takes proportionally longer (docs/demo.md)",
     )
     parser.add_argument(
+        "--clip-filter",
+        type=float,
+        metavar="F",
+        help="noisy-pair filtering of the demo CLIP: after epoch 2, each epoch leaves out the "
+        "fraction F of the training posts it scores least related (captions never; default 0, "
+        "none; docs/demo.md)",
+    )
+    parser.add_argument(
         "--no-training-free",
         action="store_true",
         help="skip the linear-probe and zero-shot baselines",
@@ -114,7 +122,10 @@ def run(args: argparse.Namespace) -> int:
         backbone=Path(args.backbone) if args.backbone else None,
         clip_data=args.clip_data,
         overrides=list(args.overrides),
-        pretrain={} if args.clip_epochs is None else {"epochs": args.clip_epochs},
+        pretrain={
+            **({} if args.clip_epochs is None else {"epochs": args.clip_epochs}),
+            **({} if args.clip_filter is None else {"filter_fraction": args.clip_filter}),
+        },
     )
     result = run_demo(opts)
     s = result.summary

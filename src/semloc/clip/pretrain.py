@@ -33,6 +33,16 @@ not retrieval candidates; they give the ROC AUC of the cosine of related against
 pairs (how well the CLIP tells a mismatched picture, which is what a similarity-guided model
 needs from it).
 
+Noisy-pair filtering (``filter_fraction=f``), as web-scale CLIP corpora are filtered by a CLIP's
+own score: after epoch ``filter_after`` and every epoch from then on, the model scores every
+*filterable* training pair (the cosine of its picture and text, in eval mode) and the lowest
+``round(f * n)`` of the n filterable pairs are left out of the next epoch (re-scored each time,
+so a pair left out once can come back). An optional ``filterable`` column (true/false, default
+true) marks the pairs that may be left out: curated captions are marked false and are always
+trained on. Each epoch's pairs and steps are known before training starts (the number left out
+is fixed), so the learning-rate schedule covers exactly the steps taken. With the default
+``filter_fraction=0`` nothing is scored and the build is the unfiltered one, bit for bit.
+
 With ``eval_every=k`` the held-out metrics are also taken every k epochs and written, with the
 training time spent so far, to ``curve.json`` in the result: one build gives the whole curve
 of R@1 and AUROC against training time.
@@ -115,6 +125,9 @@ class PretrainConfig:
     num_workers: int = 2  # image decoding processes
     threads: int = 2  # torch intra-op threads while training; float sums depend on the thread
     # count, so a fixed one makes a build repeat bit for bit on any machine (0: torch's default)
+    filter_fraction: float = 0.0  # leave out this fraction of the filterable training pairs
+    # that the model scores least related, re-scored every epoch (module docstring; 0: never)
+    filter_after: int = 2  # the first scoring follows this epoch; filtered epochs come after it
     progress: bool = True
 
 
@@ -134,6 +147,8 @@ class Pairs:
     # (N,) int8: 1 / 0 for a held-out probe pair whose picture is related / unrelated to its
     # text, -1 for an ordinary pair (see the module docstring)
     related: np.ndarray | None = None
+    # (N,) bool: the pair may be left out by noisy-pair filtering (`filterable`, default true)
+    filterable: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -171,6 +186,16 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     raise SemlocError(f"pairs file {path}: unsupported format {suffix!r} (use .csv or .jsonl)")
 
 
+def _bool_cell(value: Any) -> bool | None:
+    """A true/false cell of a pairs file (JSON boolean, or the text true/false; empty: None);
+    ValueError for anything else."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", ""):
+        return None if not value.strip() else value.strip().lower() == "true"
+    raise ValueError(value)
+
+
 def read_pairs(path: str | Path, *, holdout_fraction: float = 0.1, seed: int = 0) -> Pairs:
     """Read and check a pairs file; every bad row is reported at once (`DataError`)."""
     path = Path(path)
@@ -179,6 +204,7 @@ def read_pairs(path: str | Path, *, holdout_fraction: float = 0.1, seed: int = 0
         raise SemlocError(f"pairs file {path} holds no pairs")
     base = path.parent
     images, captions, numbers, splits, related, problems = [], [], [], [], [], []
+    filterable: list[bool] = []
     has_split = any(r.get("split") not in (None, "") for r in rows)
     for r in rows:
         where = f"row {r['__row']}"
@@ -197,13 +223,16 @@ def read_pairs(path: str | Path, *, holdout_fraction: float = 0.1, seed: int = 0
         if has_split and split not in (None, "") and not isinstance(split, str):
             problems.append(f"{where}: 'split' must be a string, got {split!r}")
             continue
-        rel = r.get("related")
-        if rel is not None and not isinstance(rel, bool):
-            if isinstance(rel, str) and rel.strip().lower() in ("true", "false", ""):
-                rel = None if not rel.strip() else rel.strip().lower() == "true"
-            else:
-                problems.append(f"{where}: 'related' must be true or false, got {rel!r}")
-                continue
+        try:
+            rel = _bool_cell(r.get("related"))
+        except ValueError:
+            problems.append(f"{where}: 'related' must be true or false, got {r['related']!r}")
+            continue
+        try:
+            may_filter = _bool_cell(r.get("filterable"))
+        except ValueError:
+            problems.append(f"{where}: 'filterable' must be true or false, got {r['filterable']!r}")
+            continue
         if rel is not None and (not has_split or split == "train"):
             problems.append(
                 f"{where}: a probe pair (with 'related') must be held out (a 'split' other "
@@ -213,6 +242,7 @@ def read_pairs(path: str | Path, *, holdout_fraction: float = 0.1, seed: int = 0
         images.append(image_path)
         captions.append(caption.strip())
         related.append(-1 if rel is None else int(rel))
+        filterable.append(may_filter is not False)
         numbers.append(int(r["__row"]))
         splits.append(split if isinstance(split, str) and split else None)
     if problems:
@@ -231,7 +261,15 @@ def read_pairs(path: str | Path, *, holdout_fraction: float = 0.1, seed: int = 0
             f"pairs file {path}: no training pairs (with a 'split' column, training uses the "
             "rows whose split is 'train')"
         )
-    return Pairs(images, captions, numbers, holdout, path, np.array(related, dtype=np.int8))
+    return Pairs(
+        images,
+        captions,
+        numbers,
+        holdout,
+        path,
+        np.array(related, dtype=np.int8),
+        np.array(filterable, dtype=bool),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,15 +413,28 @@ def alignment_metrics(
     }
 
 
+def pair_cosines(image_embed: np.ndarray, text_embed: np.ndarray) -> np.ndarray:
+    """(N,) cosine of each pair's image and text embedding."""
+    v = image_embed / np.maximum(np.linalg.norm(image_embed, axis=1, keepdims=True), 1e-12)
+    t = text_embed / np.maximum(np.linalg.norm(text_embed, axis=1, keepdims=True), 1e-12)
+    return np.sum(v * t, axis=1)
+
+
+def least_related(cosines: np.ndarray, count: int) -> np.ndarray:
+    """Sorted positions of the `count` pairs with the lowest cosine (of equal cosines, the
+    earlier pair goes first): the pairs noisy-pair filtering leaves out."""
+    if not 0 <= count <= len(cosines):
+        raise ValueError(f"cannot leave out {count} of {len(cosines)} pairs")
+    return np.sort(np.argsort(cosines, kind="stable")[:count])
+
+
 def related_auroc(
     image_embed: np.ndarray, text_embed: np.ndarray, related: np.ndarray
 ) -> dict[str, Any]:
     """ROC AUC of the pairs' cosine, related (`related` true) against unrelated pictures."""
     from semloc.features.study import auroc
 
-    v = image_embed / np.maximum(np.linalg.norm(image_embed, axis=1, keepdims=True), 1e-12)
-    t = text_embed / np.maximum(np.linalg.norm(text_embed, axis=1, keepdims=True), 1e-12)
-    cos = np.sum(v * t, axis=1)
+    cos = pair_cosines(image_embed, text_embed)
     related = np.asarray(related, dtype=bool)
     return {
         "probe_pairs": len(cos),
@@ -563,6 +614,21 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
+def check_config(cfg: PretrainConfig) -> None:
+    """SemlocError for a setting pretraining cannot run with."""
+    if cfg.epochs < 1 or cfg.batch_size < 2:
+        raise SemlocError("pretraining needs epochs >= 1 and batch_size >= 2")
+    if cfg.threads < 0:
+        raise SemlocError(f"pretrain threads must be >= 0, got {cfg.threads}")
+    if not 0.0 <= cfg.filter_fraction < 1.0:
+        raise SemlocError(f"pretrain filter_fraction must be in [0, 1), got {cfg.filter_fraction}")
+    if cfg.filter_fraction > 0 and not 1 <= cfg.filter_after < cfg.epochs:
+        raise SemlocError(
+            f"pretrain filter_after must be at least 1 and below the {cfg.epochs} epochs (the "
+            f"first scoring follows that epoch), got {cfg.filter_after}"
+        )
+
+
 def pretrain_clip(
     pairs: str | Path | Pairs,
     out_dir: str | Path,
@@ -584,10 +650,7 @@ def pretrain_clip(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise SemlocError(f"{out} already exists; pass --overwrite to replace it, or another --out")
-    if cfg.epochs < 1 or cfg.batch_size < 2:
-        raise SemlocError("pretraining needs epochs >= 1 and batch_size >= 2")
-    if cfg.threads < 0:
-        raise SemlocError(f"pretrain threads must be >= 0, got {cfg.threads}")
+    check_config(cfg)
     if not isinstance(pairs, Pairs):
         pairs = read_pairs(pairs, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
     t_start = time.perf_counter()
@@ -653,6 +716,22 @@ def _pretrain(
         )
     if len(train_idx) < 2:
         raise SemlocError(f"{pairs.source}: fewer than 2 usable training pairs")
+    # noisy-pair filtering: the filterable training pairs, and how many each filtered epoch
+    # leaves out (a fixed number, so every epoch's steps are known before training)
+    filterable = pairs.filterable if pairs.filterable is not None else np.ones(len(pairs), bool)
+    filter_idx = train_idx[filterable[train_idx]] if cfg.filter_fraction > 0 else train_idx[:0]
+    if cfg.filter_fraction > 0 and len(filter_idx) == 0:
+        raise SemlocError(
+            f"{pairs.source}: filter_fraction {cfg.filter_fraction} but no training pair is "
+            "filterable (every one has filterable=false)"
+        )
+    n_left_out = round(cfg.filter_fraction * len(filter_idx))
+    epoch_pairs = [
+        len(train_idx) - (n_left_out if epoch > cfg.filter_after else 0)
+        for epoch in range(1, cfg.epochs + 1)
+    ]
+    if min(epoch_pairs) < 2:
+        raise SemlocError(f"{pairs.source}: fewer than 2 training pairs left after filtering")
 
     def embed(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _embed_pairs(
@@ -693,9 +772,10 @@ def _pretrain(
     optimizer = torch.optim.AdamW(
         weight_decay_groups(model, cfg.weight_decay), lr=lr, betas=(0.9, 0.98)
     )
-    batch_size = min(cfg.batch_size, len(train_idx))
-    steps_per_epoch = len(train_idx) // batch_size  # full batches: every step sees B-1 negatives
-    total_steps = steps_per_epoch * cfg.epochs
+    batch_size = min(cfg.batch_size, min(epoch_pairs))
+    # full batches: every step sees B-1 negatives
+    epoch_steps = [n // batch_size for n in epoch_pairs]
+    total_steps = sum(epoch_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(total_steps, cfg.warmup_fraction)
     )
@@ -703,14 +783,18 @@ def _pretrain(
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
     history: list[dict[str, Any]] = []
     log.info(
-        "pretraining %s on %d pairs (%d held out), %d epochs x %d steps of %d, lr %g",
+        "pretraining %s on %d pairs (%d held out), %d epochs, %d steps of %d, lr %g%s",
         "from scratch" if init is None else f"from {init}",
         len(train_idx),
         len(eval_idx),
         cfg.epochs,
-        steps_per_epoch,
+        total_steps,
         batch_size,
         lr,
+        f"; {n_left_out} of {len(filter_idx)} filterable pairs left out of each epoch after "
+        f"epoch {cfg.filter_after}"
+        if n_left_out
+        else "",
     )
     bar = tqdm(
         total=total_steps * batch_size,
@@ -722,13 +806,15 @@ def _pretrain(
     )
     t_train = time.perf_counter()
     eval_seconds = 0.0  # evaluation time inside the loop, not counted as training time
+    kept = train_idx  # the training pairs of the coming epoch (sorted)
+    steps_done = 0
     try:
         for epoch in range(1, cfg.epochs + 1):
             c_epoch = time.process_time()
-            order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
+            order = kept[torch.randperm(len(kept), generator=gen).numpy()]
             losses = []
             t_epoch = time.perf_counter()
-            for s in range(steps_per_epoch):
+            for s in range(epoch_steps[epoch - 1]):
                 batch = np.sort(order[s * batch_size : (s + 1) * batch_size])
                 px = torch.from_numpy(np.asarray(pixels[row_of[batch]], dtype=np.float32))
                 if cfg.augment:
@@ -753,13 +839,20 @@ def _pretrain(
                     loss=f"{losses[-1]:.3f}",
                     scale=f"{model.logit_scale.exp().item():.1f}",
                 )
-            train_cpu += time.process_time() - c_epoch
+            steps_done += epoch_steps[epoch - 1]
             entry: dict[str, Any] = {
                 "epoch": epoch,
                 "train_loss": float(np.mean(losses)) if losses else float("nan"),
                 "logit_scale": model.logit_scale.exp().item(),
-                "seconds": time.perf_counter() - t_epoch,
             }
+            if n_left_out:
+                entry["pairs_trained"] = len(kept)
+                if cfg.filter_after <= epoch < cfg.epochs:  # part of training: timed with it
+                    cos = pair_cosines(*embed(filter_idx))
+                    kept = np.setdiff1d(train_idx, filter_idx[least_related(cos, n_left_out)])
+                    entry["left_out_next"] = n_left_out
+            train_cpu += time.process_time() - c_epoch
+            entry["seconds"] = time.perf_counter() - t_epoch
             if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch < cfg.epochs:
                 t_eval = time.perf_counter()
                 m = evaluate()
@@ -772,7 +865,7 @@ def _pretrain(
                         entry["heldout_auroc"] = m["related_vs_unrelated_auroc"]
                     record(
                         epoch,
-                        epoch * steps_per_epoch,
+                        steps_done,
                         time.perf_counter() - t_train - eval_seconds,
                         m,
                     )
@@ -808,6 +901,7 @@ def _pretrain(
             "heldout_total": int((usable & pairs.holdout).sum()),
             "bad_images_skipped": len(problems),
             "truncated_captions": int(sum(truncated)),
+            **({"filterable_train": len(filter_idx)} if n_left_out else {}),
         },
         "heldout_before": before,
         "heldout": after,

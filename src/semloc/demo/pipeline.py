@@ -39,7 +39,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from semloc.clip.pretrain import METRICS_FILE, PretrainConfig, ScratchClipConfig, pretrain_clip
+from semloc.clip.pretrain import (
+    METRICS_FILE,
+    PretrainConfig,
+    ScratchClipConfig,
+    check_config,
+    pretrain_clip,
+)
 from semloc.errors import SemlocError
 from semloc.io import atomic_write_json, atomic_write_text, sha256_json
 
@@ -227,7 +233,6 @@ def check_options(opts: DemoOptions) -> None:
     from semloc.models import MODEL_NAMES
 
     world_config(opts)
-    clip_configs(opts)
     load_config(opts.config_file, train_overrides(opts))
     unknown = [m for m in opts.models or () if m not in MODEL_NAMES]
     if unknown:
@@ -238,6 +243,7 @@ def check_options(opts: DemoOptions) -> None:
         isinstance(opts.pretrain["epochs"], int) and opts.pretrain["epochs"] >= 1
     ):
         raise SemlocError(f"clip epochs must be an integer >= 1, got {opts.pretrain['epochs']!r}")
+    check_config(clip_configs(opts)[0])
     if opts.clip_data not in CLIP_DATA:
         raise SemlocError(f"clip data {opts.clip_data!r} is not one of {', '.join(CLIP_DATA)}")
 
@@ -275,6 +281,8 @@ def write_clip_pairs(world_dir: Path, out: Path, clip_data: str) -> Path:
     included): without them the text tower never sees the words people post with, so the
     text-picture cosine SG-MFT is guided by would say little about a post.
     Either way the dev posts are added as held-out probe pairs (``related``), scored only.
+    The captions are marked ``filterable: false``: noisy-pair filtering
+    (``PretrainConfig.filter_fraction``) only ever leaves out training posts.
     """
     if clip_data not in CLIP_DATA:
         raise SemlocError(f"clip data {clip_data!r} is not one of {', '.join(CLIP_DATA)}")
@@ -286,7 +294,14 @@ def write_clip_pairs(world_dir: Path, out: Path, clip_data: str) -> Path:
     with open(world_dir / "captions.jsonl", encoding="utf-8") as f:
         for line in f:
             r = json.loads(line)
-            rows.append({"image": rel(r["image"]), "caption": r["caption"], "split": r["split"]})
+            rows.append(
+                {
+                    "image": rel(r["image"]),
+                    "caption": r["caption"],
+                    "split": r["split"],
+                    "filterable": False,
+                }
+            )
     if clip_data == "captions+posts":
         for post in _train_posts(world_dir):
             rows.append({"image": rel(post["image"]), "caption": post["text"], "split": "train"})
@@ -312,17 +327,27 @@ def write_clip_pairs(world_dir: Path, out: Path, clip_data: str) -> Path:
     return out
 
 
+def clip_identity(opts: DemoOptions, world_sha256: str) -> dict[str, Any]:
+    """What decides the demo CLIP's weights: its cache key is a hash of this."""
+    pretrain, scratch = clip_configs(opts)
+    settings = asdict(pretrain)
+    del settings["progress"]
+    if pretrain.filter_fraction == 0:  # unfiltered: the key of the builds made before filtering
+        del settings["filter_fraction"], settings["filter_after"]
+    return {
+        "pipeline": PIPELINE_VERSION,
+        "world": world_sha256,
+        "data": opts.clip_data,
+        "pretrain": settings,
+        "scratch": asdict(scratch),
+    }
+
+
 def _stage_clip(
     opts: DemoOptions, world_dir: Path, world_info: dict[str, Any], say: Say
 ) -> tuple[Path, dict[str, Any], bool]:
     pretrain, scratch = clip_configs(opts)
-    identity = {
-        "pipeline": PIPELINE_VERSION,
-        "world": world_info["content_sha256"],
-        "data": opts.clip_data,
-        "pretrain": {k: v for k, v in asdict(pretrain).items() if k not in ("progress",)},
-        "scratch": asdict(scratch),
-    }
+    identity = clip_identity(opts, world_info["content_sha256"])
     key = _key(identity)
     out = opts.workdir / "clip" / key
     metrics_path = out / METRICS_FILE
@@ -655,6 +680,8 @@ def demo_command(opts: DemoOptions) -> str:
         parts += ["--clip-data", opts.clip_data]
     if "epochs" in opts.pretrain:
         parts += ["--clip-epochs", str(opts.pretrain["epochs"])]
+    if "filter_fraction" in opts.pretrain:
+        parts += ["--clip-filter", str(opts.pretrain["filter_fraction"])]
     if opts.config_file:
         parts += ["--config", str(opts.config_file)]
     parts += opts.overrides

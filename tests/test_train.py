@@ -46,8 +46,9 @@ def test_same_seed_same_result_and_other_seed_differs(store, tmp_path):
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
-def test_resume_continues_exactly(store, tmp_path):
-    full = train_run(store.root, cfg("train.epochs=3"), tmp_path / "full")
+@pytest.mark.parametrize("extra", [[], ["train.scalar_lr_scale=30"]])  # 2 and 3 param groups
+def test_resume_continues_exactly(store, tmp_path, extra):
+    full = train_run(store.root, cfg("train.epochs=3", *extra), tmp_path / "full")
     # an interruption after epoch 1 of 3: run the first epoch only (same schedule), then resume
     interrupted = tmp_path / "interrupted"
     from semloc.training import trainer as trainer_mod
@@ -63,7 +64,7 @@ def test_resume_continues_exactly(store, tmp_path):
 
     trainer_mod.Trainer.fit = one_epoch
     try:
-        train_run(store.root, cfg("train.epochs=3"), interrupted)
+        train_run(store.root, cfg("train.epochs=3", *extra), interrupted)
     finally:
         trainer_mod.Trainer.fit = original_fit
     assert len(json.loads((interrupted / "history.json").read_text())) == 1

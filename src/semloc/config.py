@@ -52,6 +52,7 @@ class ModelConfig:
     # std of the pair cosine (filled by the training command); 1.0 = the raw cosine
     fusion_gate: bool = True  # the gate a also scales the SFM's cross-attention (off: always on)
     similarity_prior: bool = True  # pi_image's logit gets kappa * standardised s (off: MLP only)
+    prior_scale_init: float = 1.0  # kappa at init (0 = pi starts at the MLP alone, then learns)
     pooled_embeddings: bool = True  # u, w projected into z_t, z_v (off: only through s)
     # deep supervision of the unimodal streams (sgmft, cross_transformer): in training, the
     # classifier head is also applied to z_t (every post) and z_v (posts with a picture), each
@@ -70,6 +71,10 @@ class TrainConfig:
     eval_batch_size: int = 256
     lr: float = 1e-4
     weight_decay: float = 0.01
+    # learning-rate multiplier of the 0-dim parameters (SG-MFT's gate k, b and prior kappa; any
+    # model's scalars), which AdamW otherwise moves by about lr per step: 1 = the same lr as the
+    # rest; the warm-up/cosine schedule scales their lr like every other group's
+    scalar_lr_scale: float = 1.0
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     patience: int = 5  # early stopping on dev macro-F1; 0 disables
@@ -358,6 +363,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "model.mlp_ratio": (0, None, True, False),
     "model.dropout": (0, 1, False, True),
     "model.gate_bias_init": (-1, 1, False, False),
+    "model.prior_scale_init": (None, None, False, False),  # any finite number
     "model.token_temperature": (0, None, True, False),
     "model.unimodal_supervision": (0, None, False, False),
     "model.max_text_tokens": (1, None, False, False),
@@ -366,6 +372,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.eval_batch_size": (1, None, False, False),
     "train.lr": (0, None, False, False),  # 0 is a frozen model (a sanity check), <0 ascends
     "train.weight_decay": (0, None, False, False),
+    "train.scalar_lr_scale": (0, None, False, False),  # 0 freezes the scalars at their init
     "train.warmup_fraction": (0, 1, False, False),
     "train.grad_clip": (0, None, False, False),
     "train.patience": (0, None, False, False),

@@ -316,6 +316,7 @@ class SimilarityAwareFusion(nn.Module):
         weighting: bool = True,
         prior: bool = False,
         embed_dim: int | None = None,
+        prior_init: float = 1.0,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
@@ -329,11 +330,12 @@ class SimilarityAwareFusion(nn.Module):
                 nn.Linear(2 * dim + 1, dim), nn.GELU(), nn.Linear(dim, 2)
             )
             # zero init: the MLP starts at (1/2, 1/2), the no-weighting ablation, and moves from
-            # there; the prior kappa = 1 starts the picture's weight at sigmoid(s)
+            # there; the prior kappa (prior_init, default 1) starts the picture's weight at
+            # sigmoid(kappa s)
             nn.init.zeros_(self.weighting[-1].weight)
             nn.init.zeros_(self.weighting[-1].bias)
             if prior:
-                self.prior_scale = nn.Parameter(torch.tensor(1.0))
+                self.prior_scale = nn.Parameter(torch.tensor(float(prior_init)))
 
     def forward(
         self,
@@ -493,6 +495,7 @@ class SGMFT(nn.Module):
                 weighting,
                 prior=weighting and cfg.similarity_prior,
                 embed_dim=p if pooled else None,
+                prior_init=cfg.prior_scale_init,
             )
 
         full_sfm = _param_count(lambda: sfm(True, True))

@@ -1,8 +1,9 @@
 """A generic trainer: it knows batches, logits and labels, never the architecture.
 
 SG-MFT and every baseline go through this same loop on the same data, so comparisons are fair by
-construction. AdamW, linear warm-up then cosine decay, gradient clipping, early stopping on dev
-macro-F1, seeded and resumable. Model selection looks at the dev split only; the test split is
+construction. AdamW (with an optional learning-rate multiplier on 0-dim parameters,
+`train.scalar_lr_scale`), linear warm-up then cosine decay, gradient clipping, early stopping on
+dev macro-F1, seeded and resumable. Model selection looks at the dev split only; the test split is
 never touched here.
 
 Precision and speed (train.precision, train.num_threads, train.compile): the forward pass and
@@ -99,17 +100,31 @@ def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], f
     return factor
 
 
-def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def weight_decay_groups(
+    model: nn.Module, weight_decay: float, scalar_lr: float | None = None
+) -> list[dict[str, Any]]:
     """AdamW parameter groups: weight decay on matrices only, none on biases, norm gains and
-    scalars (gates, CLIP's logit scale) — the usual practice, and open_clip's rule."""
-    decay, no_decay = [], []
+    scalars (gates, CLIP's logit scale) — the usual practice, and open_clip's rule.
+
+    `scalar_lr`: the 0-dim parameters get a third group with this learning rate (no decay);
+    None keeps them in the no-decay group at the optimizer's lr (exactly the two groups). A
+    LambdaLR schedule scales each group's own initial lr, so the ratio holds at every step."""
+    decay, no_decay, scalars = [], [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [
+            if p.ndim >= 2:
+                decay.append(p)
+            elif p.ndim == 0 and scalar_lr is not None:
+                scalars.append(p)
+            else:
+                no_decay.append(p)
+    groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if scalars:
+        groups.append({"params": scalars, "weight_decay": 0.0, "lr": scalar_lr})
+    return groups
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -210,7 +225,9 @@ class Trainer:
             )
 
     def _param_groups(self) -> list[dict[str, Any]]:
-        return weight_decay_groups(self.model, self.cfg.weight_decay)
+        scale = self.cfg.scalar_lr_scale
+        scalar_lr = None if scale == 1.0 else self.cfg.lr * scale
+        return weight_decay_groups(self.model, self.cfg.weight_decay, scalar_lr)
 
     # -------------------------------------------------------------------------- checkpoints
 

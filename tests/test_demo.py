@@ -13,6 +13,7 @@ import pytest
 
 from semloc.cli import main
 from semloc.demo.report import Block, fusion_gain, to_html, to_markdown
+from semloc.errors import SemlocError
 
 QUICK = ["demo", "--quick", "--world", "typo_rate=0.0"]
 
@@ -222,3 +223,43 @@ def test_quick_demo_profiles_its_test_users(quick_demo):
     profile = workdir / "people" / "profile"
     for name in ("report.md", "user_shares.csv", "activity_population.png", "routines.csv"):
         assert (profile / name).is_file(), name
+
+
+def test_captions_web_pairs_come_from_another_world_never_the_demo_posts(tmp_path):
+    """`--clip-data captions+web`: the CLIP's post pairs are as many posts of a second world of
+    the same settings (another seed) as the demo world has training posts; none is a demo post,
+    and the demo's dev posts stay held-out probes."""
+    import dataclasses
+
+    from semloc.demo.pipeline import (
+        DemoOptions,
+        demo_command,
+        web_world_config,
+        world_config,
+        write_clip_pairs,
+    )
+    from semloc.demo.world import make_world
+
+    opts = DemoOptions(quick=True, clip_data="captions+web")
+    cfg, web = world_config(opts), web_world_config(opts)
+    assert web != cfg and dataclasses.replace(web, seed=cfg.seed) == cfg
+    world, web_dir = tmp_path / "world", tmp_path / "web"
+    make_world(world, cfg, progress=False)
+    make_world(web_dir, web, progress=False)
+    out = tmp_path / "clip" / "pairs.jsonl"
+    out.parent.mkdir()
+    write_clip_pairs(world, out, "captions+web", web_dir)
+
+    def inside(row: dict, directory: Path) -> bool:
+        return (out.parent / row["image"]).resolve().is_relative_to(directory.resolve())
+
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    posts = [r for r in rows if "related" not in r and "filterable" not in r]
+    demo = [json.loads(line) for line in (world / "posts.jsonl").read_text().splitlines()]
+    train = [p for p in demo if p["split"] == "train" and p.get("image") and p["text"].strip()]
+    assert len(posts) == len(train) and all(r["split"] == "train" for r in posts)
+    assert all(inside(r, web_dir) for r in posts)  # not one demo post
+    assert all(inside(r, world) for r in rows if r.get("filterable") is False or "related" in r)
+    assert "--clip-data captions+web" in demo_command(opts)
+    with pytest.raises(SemlocError, match="web world"):
+        write_clip_pairs(world, out, "captions+web")

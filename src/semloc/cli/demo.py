@@ -43,10 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--clip-data",
-        choices=("captions+posts", "captions"),
+        choices=("captions+posts", "captions", "captions+web"),
         default="captions+posts",
         help="what the demo CLIP learns from: the captions plus the training posts' own "
-        "(picture, text) pairs (default), or the captions alone",
+        "(picture, text) pairs (default), the captions alone, or the captions plus as many "
+        "pairs from the posts of another world of the same settings (the CLIP never sees the "
+        "demo's own posts; docs/model.md)",
     )
     parser.add_argument(
         "--clip-epochs",

@@ -263,7 +263,7 @@ def _stage_world(opts: DemoOptions, say: Say) -> tuple[Path, dict[str, Any]]:
     return out, info
 
 
-def _train_posts(world_dir: Path, splits: tuple[str, ...] = ("train",)) -> list[dict[str, Any]]:
+def _paired_posts(world_dir: Path, splits: tuple[str, ...] = ("train",)) -> list[dict[str, Any]]:
     """The posts of `splits` with a picture and some text (by default the training posts: never
     dev or test posts; never labels)."""
     posts = []
@@ -287,8 +287,8 @@ def web_pairs(world_dir: Path, web_dir: Path) -> list[dict[str, Any]]:
     """The web world's posts with a picture and a text (every split: none of them is the demo's
     data), as many as the demo world has training posts, so the build costs what
     `captions+posts` costs."""
-    wanted = len(_train_posts(world_dir))
-    return _train_posts(web_dir, ("train", "dev", "test"))[:wanted]
+    wanted = len(_paired_posts(world_dir))
+    return _paired_posts(web_dir, ("train", "dev", "test"))[:wanted]
 
 
 def write_clip_pairs(
@@ -315,8 +315,8 @@ def write_clip_pairs(
     if clip_data not in CLIP_DATA:
         raise SemlocError(f"clip data {clip_data!r} is not one of {', '.join(CLIP_DATA)}")
 
-    def rel(image: str) -> str:
-        return os.path.relpath(world_dir / image, out.parent)
+    def rel(image: str, world: Path = world_dir) -> str:
+        return os.path.relpath(world / image, out.parent)
 
     rows = []
     with open(world_dir / "captions.jsonl", encoding="utf-8") as f:
@@ -331,32 +331,30 @@ def write_clip_pairs(
                 }
             )
     if clip_data == "captions+posts":
-        for post in _train_posts(world_dir):
+        for post in _paired_posts(world_dir):
             rows.append({"image": rel(post["image"]), "caption": post["text"], "split": "train"})
     if clip_data == "captions+web":
         if web_dir is None:
             raise SemlocError("clip data captions+web needs the web world's directory")
         for post in web_pairs(world_dir, web_dir):
-            image = os.path.relpath(web_dir / post["image"], out.parent)
-            rows.append({"image": image, "caption": post["text"], "split": "train"})
+            rows.append(
+                {"image": rel(post["image"], web_dir), "caption": post["text"], "split": "train"}
+            )
     # dev posts with a picture and a text, each marked with whether its picture is related
     # (the world's ground truth): held-out probe pairs, never trained on, for the ROC AUC of
     # related against unrelated pictures that pretraining reports (and curve.json tracks)
     from semloc.demo.diagnose import noise_truth
 
     truth = noise_truth(world_dir)
-    with open(world_dir / "posts.jsonl", encoding="utf-8") as f:
-        for line in f:
-            post = json.loads(line)
-            if post.get("split") == "dev" and post.get("image") and post.get("text", "").strip():
-                rows.append(
-                    {
-                        "image": rel(post["image"]),
-                        "caption": post["text"],
-                        "split": "dev",
-                        "related": not truth[post["id"]].unrelated_picture,
-                    }
-                )
+    for post in _paired_posts(world_dir, ("dev",)):
+        rows.append(
+            {
+                "image": rel(post["image"]),
+                "caption": post["text"],
+                "split": "dev",
+                "related": not truth[post["id"]].unrelated_picture,
+            }
+        )
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return out
 
@@ -400,7 +398,7 @@ def _stage_clip(
     )
     # the tokenizer learns its merges from the training pairs' texts; with captions only, the
     # training posts' texts are added so their words are tokens rather than bytes
-    extra = [p["text"] for p in _train_posts(world_dir)] if opts.clip_data == "captions" else []
+    extra = [p["text"] for p in _paired_posts(world_dir)] if opts.clip_data == "captions" else []
     result = pretrain_clip(
         pairs,
         out,

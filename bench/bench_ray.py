@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_extract import VIT_B32, build_clip, make_photo, make_texts, tower_inputs, tower_seconds
+from proc_cpu import tree_cpu
 
 # ViT-B/32's layout (224 px, 32 px patches, 50 tokens), narrower and shallower: a quick look
 SMALL = dict(text_width=256, text_layers=4, text_heads=4, vision_width=384, vision_layers=6,
@@ -59,34 +60,14 @@ class CpuMeter:
     samples every 50 ms so short-lived workers are counted too."""
 
     def __init__(self) -> None:
-        self.tick = os.sysconf("SC_CLK_TCK")
         self.start = self._sample()
         self.latest = dict(self.start)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _sample(self) -> dict[tuple[int, int], float]:
-        stats = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    raw = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
-                # ppid, utime, stime, starttime (fields 4, 14, 15, 22 of proc(5))
-                stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]), fields[19])
-        mine, todo = {}, [os.getpid()]
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in stats.items():
-            children.setdefault(ppid, []).append(pid)
-        while todo:
-            pid = todo.pop()
-            if pid in stats:
-                mine[pid, int(stats[pid][2])] = stats[pid][1] / self.tick
-                todo += children.get(pid, [])
-        return mine
+    def _sample(self) -> dict[tuple[int, str], float]:
+        return tree_cpu(os.getpid())
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):

@@ -59,6 +59,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proc_cpu import tree_cpu
+
 HOST = "127.0.0.1"  # the load generator never leaves the machine
 WORDS = str.split(
     "coffee latte morning friends park sunny dog walk street food market neon night gym workout "
@@ -151,26 +154,7 @@ def free_port() -> int:
 
 def tree_cpu_seconds(pid: int) -> float:
     """utime + stime of process `pid` and its live descendants (every thread), in seconds."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:  # exited meanwhile
-            continue
-        # after "pid (comm)": state ppid ... utime (14th field of the line) stime (15th)
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child, (ppid, _) in stats.items():
-            if ppid == parent and child not in tree:
-                tree.add(child)
-                frontier.append(child)
-    return sum(stats[p][1] for p in tree if p in stats)
+    return sum(tree_cpu(pid).values())
 
 
 def machine_busy_seconds() -> float:

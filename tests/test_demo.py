@@ -226,8 +226,8 @@ def test_quick_demo_profiles_its_test_users(quick_demo):
 
 
 def test_captions_web_pairs_come_from_another_world_never_the_demo_posts(tmp_path):
-    """`--clip-data captions+web`: the CLIP's post pairs are as many posts of a second world of
-    the same settings (another seed) as the demo world has training posts; none is a demo post,
+    """`--clip-data captions+web` (the default): the CLIP's post pairs are as many posts of a
+    second world of the same settings (another seed) as the demo world has training posts; none is a demo post,
     and the demo's dev posts stay held-out probes."""
     import dataclasses
 
@@ -260,6 +260,7 @@ def test_captions_web_pairs_come_from_another_world_never_the_demo_posts(tmp_pat
     assert len(posts) == len(train) and all(r["split"] == "train" for r in posts)
     assert all(inside(r, web_dir) for r in posts)  # not one demo post
     assert all(inside(r, world) for r in rows if r.get("filterable") is False or "related" in r)
-    assert "--clip-data captions+web" in demo_command(opts)
+    assert "--clip-data" not in demo_command(opts)  # the default
+    assert "--clip-data captions+posts" in demo_command(DemoOptions(clip_data="captions+posts"))
     with pytest.raises(SemlocError, match="web world"):
         write_clip_pairs(world, out, "captions+web")

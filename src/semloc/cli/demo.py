@@ -18,6 +18,7 @@ HELP = "run the whole pipeline offline on a generated demo world and write a rep
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from semloc.cli import add_config_arguments
+    from semloc.demo import CLIP_DATA, DEFAULT_CLIP_DATA
 
     parser.add_argument(
         "--workdir",
@@ -43,12 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--clip-data",
-        choices=("captions+posts", "captions", "captions+web"),
-        default="captions+posts",
-        help="what the demo CLIP learns from: the captions plus the training posts' own "
-        "(picture, text) pairs (default), the captions alone, or the captions plus as many "
-        "pairs from the posts of another world of the same settings (the CLIP never sees the "
-        "demo's own posts; docs/model.md)",
+        choices=CLIP_DATA,
+        default=DEFAULT_CLIP_DATA,
+        help="what the demo CLIP learns from: the captions plus as many (picture, text) pairs "
+        "from the posts of another world of the same settings, so it never sees the demo's own "
+        "posts, as a real CLIP never saw yours (captions+web, the default); the captions plus "
+        "the training posts' own pairs (captions+posts: it memorises them, docs/model.md); or "
+        "the captions alone",
     )
     parser.add_argument(
         "--clip-epochs",

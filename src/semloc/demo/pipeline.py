@@ -46,6 +46,7 @@ from semloc.clip.pretrain import (
     check_config,
     pretrain_clip,
 )
+from semloc.demo import CLIP_DATA, DEFAULT_CLIP_DATA
 from semloc.errors import SemlocError
 from semloc.io import atomic_write_json, atomic_write_text, sha256_json
 
@@ -97,7 +98,6 @@ TRAINING_FREE: tuple[dict[str, Any], ...] = (
     {"name": "zeroshot-image", "kind": "zeroshot", "modality": "image"},
 )
 
-CLIP_DATA: tuple[str, ...] = ("captions", "captions+posts", "captions+web")
 # the "web" of captions+web: a second world of the same settings, this much further in seeds
 WEB_SEED_OFFSET = 1_000_003
 
@@ -154,7 +154,7 @@ class DemoOptions:
     config_file: Path | None = None  # semloc config file every trained model starts from
     overrides: list[str] = field(default_factory=list)  # dotted overrides for trained models
     backbone: Path | None = None  # use this CLIP directory instead of building the demo CLIP
-    clip_data: str = "captions+posts"  # what the demo CLIP learns from (see write_clip_pairs)
+    clip_data: str = DEFAULT_CLIP_DATA  # what the demo CLIP learns from (see write_clip_pairs)
     pretrain: dict[str, Any] = field(default_factory=dict)  # PretrainConfig overrides
     scratch: dict[str, Any] = field(default_factory=dict)  # ScratchClipConfig overrides
     progress: bool = True
@@ -390,7 +390,7 @@ def _stage_clip(
         from semloc.demo.world import fingerprint, make_world
 
         web = web_world_config(opts)
-        web_dir = opts.workdir / "world" / fingerprint(web)[:12]
+        web_dir = opts.workdir / "web" / fingerprint(web)[:12]
         say(f"      the web: a world of the same settings, seed {web.seed}: {web_dir}")
         make_world(web_dir, web, progress=opts.progress)
     pairs = write_clip_pairs(
@@ -717,7 +717,7 @@ def demo_command(opts: DemoOptions) -> str:
         parts += ["--models", ",".join(opts.models)]
     if opts.backbone is not None:
         parts += ["--backbone", str(opts.backbone)]
-    if opts.clip_data != "captions+posts":
+    if opts.clip_data != DemoOptions.clip_data:
         parts += ["--clip-data", opts.clip_data]
     if "epochs" in opts.pretrain:
         parts += ["--clip-epochs", str(opts.pretrain["epochs"])]

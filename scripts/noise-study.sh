@@ -17,7 +17,15 @@
 # Environment: DEMO (default demo-out), NOISE (default demo-noise), OUT (default runs), SEEDS
 # (default: the grids' 3), IMAGE_FRACTIONS (default "0.0 0.2 0.25 0.4 0.6 0.8"; 0.25 is the
 # demo's default world), TEXT_FRACTIONS (default "0.0 0.2 0.4 0.6 0.8"), STUDIES (default
-# "images texts"), SEMLOC (default: semloc from .venv if present, else on PATH).
+# "images texts"), IMAGES_GRID and TEXTS_GRID (default experiments/noise-images.yaml and
+# noise-texts.yaml; their stores must be among the fractions built), SEMLOC (default: semloc
+# from .venv if present, else on PATH).
+#
+# A quicker look at the unrelated-picture study (4 fractions, 6 trained models and the probe,
+# about 1 h on 2 cores with 2 seeds):
+#
+#   STUDIES=images IMAGE_FRACTIONS="0.0 0.25 0.4 0.8" SEEDS=2 \
+#       IMAGES_GRID=experiments/noise-images-quick.yaml sh scripts/noise-study.sh
 set -eu
 
 DEMO=${DEMO:-demo-out}
@@ -62,7 +70,9 @@ for study in $STUDIES; do
 done
 
 for study in $STUDIES; do
+    if [ "$study" = images ]; then grid=${IMAGES_GRID:-experiments/noise-images.yaml}
+    else grid=${TEXTS_GRID:-experiments/noise-texts.yaml}; fi
+    out="$OUT/$(basename "$grid" .yaml)"
     # shellcheck disable=SC2086
-    "$SEMLOC" experiment "experiments/noise-$study.yaml" --out "$OUT/noise-$study" \
-        ${SEEDS:+--seeds "$SEEDS"}
+    "$SEMLOC" experiment "$grid" --out "$out" ${SEEDS:+--seeds "$SEEDS"}
 done

@@ -82,7 +82,7 @@ def small_grid(store, **extra) -> dict:
 # the shipped grid files
 
 
-@pytest.mark.parametrize("name", ["demo", "ablations", "noise-images", "noise-texts", "scalar-lr"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")))
 def test_grid_files_parse(name):
     grid = load_grid(EXPERIMENTS / f"{name}.yaml")
     assert grid.models and grid.seeds

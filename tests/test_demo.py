@@ -227,8 +227,8 @@ def test_quick_demo_profiles_its_test_users(quick_demo):
 
 def test_captions_web_pairs_come_from_another_world_never_the_demo_posts(tmp_path):
     """`--clip-data captions+web` (the default): the CLIP's post pairs are as many posts of a
-    second world of the same settings (another seed) as the demo world has training posts; none is a demo post,
-    and the demo's dev posts stay held-out probes."""
+    second world of the same settings (another seed) as the demo world has training posts; none
+    is a demo post, and the demo's dev posts stay held-out probes."""
     import dataclasses
 
     from semloc.demo.pipeline import (

@@ -229,6 +229,12 @@ def _key(obj: Any) -> str:
     return sha256_json(obj)[:12]
 
 
+def check_clip_data(clip_data: str) -> None:
+    """Raise SemlocError unless `clip_data` is one of CLIP_DATA."""
+    if clip_data not in CLIP_DATA:
+        raise SemlocError(f"clip data {clip_data!r} is not one of {', '.join(CLIP_DATA)}")
+
+
 def check_options(opts: DemoOptions) -> None:
     """Raise SemlocError for any bad setting, before anything is written or trained."""
     from semloc.config import load_config
@@ -246,8 +252,7 @@ def check_options(opts: DemoOptions) -> None:
     ):
         raise SemlocError(f"clip epochs must be an integer >= 1, got {opts.pretrain['epochs']!r}")
     check_config(clip_configs(opts)[0])
-    if opts.clip_data not in CLIP_DATA:
-        raise SemlocError(f"clip data {opts.clip_data!r} is not one of {', '.join(CLIP_DATA)}")
+    check_clip_data(opts.clip_data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,8 +317,7 @@ def write_clip_pairs(
     The captions are marked ``filterable: false``: noisy-pair filtering
     (``PretrainConfig.filter_fraction``) only ever leaves out training posts.
     """
-    if clip_data not in CLIP_DATA:
-        raise SemlocError(f"clip data {clip_data!r} is not one of {', '.join(CLIP_DATA)}")
+    check_clip_data(clip_data)
 
     def rel(image: str, world: Path = world_dir) -> str:
         return os.path.relpath(world / image, out.parent)

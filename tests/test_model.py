@@ -56,6 +56,9 @@ VARIANTS = {
     "fusion_gate=False": {"fusion_gate": False},
     "similarity_prior=False": {"similarity_prior": False},
     "pooled_embeddings=False": {"pooled_embeddings": False},
+    "film_rank=4": {"film_rank": 4},
+    "film_dropout=0.5": {"film_dropout": 0.5},
+    "film_gate=True": {"film_gate": True},
 }
 
 
@@ -127,6 +130,47 @@ def test_fusion_gate_closes_the_cross_attention():
     # a closed gate: the text stream does not depend on the picture at all; an open one does
     torch.testing.assert_close(a_t[:2], b_t[:2], atol=0, rtol=0)
     assert not torch.allclose(a_t[2], b_t[2])
+
+
+def test_film_forms():
+    B, Nt, d, p, hidden = 3, 5, 32, 16, 64
+    x, e = torch.randn(B, Nt, d), torch.randn(B, p)
+    plain = SimilarityAwareFeedForward(d, hidden, p, "none").eval()
+    # a low-rank W_s = A B is zero at init (B = 0) like the full one: a plain FFN
+    low = SimilarityAwareFeedForward(d, hidden, p, "channel", film_rank=3).eval()
+    low.load_state_dict(plain.state_dict(), strict=False)
+    torch.testing.assert_close(low(x, e), plain(x, e), atol=0, rtol=0)
+    assert low.film[0].weight.shape == (3, p) and low.film[1].weight.shape == (2 * hidden, 3)
+    with torch.no_grad():
+        low.film[1].weight.normal_()
+    assert not torch.allclose(low(x, e), plain(x, e))
+    # dropout on the FiLM input acts in training only
+    drop = SimilarityAwareFeedForward(d, hidden, p, "channel", film_dropout=0.5)
+    with torch.no_grad():
+        drop.film.weight.normal_()
+    drop.eval()
+    torch.testing.assert_close(drop(x, e), drop(x, e), atol=0, rtol=0)
+    drop.train()
+    torch.manual_seed(0)
+    a = drop(x, e)
+    torch.manual_seed(1)
+    assert not torch.allclose(a, drop(x, e))
+
+    # film_gate: a post the coarse gate closes (a = 0) gets no FiLM, so its output is the same
+    # whatever W_s is; an open one's is not
+    batch = random_batch(6, missing_image=0.0, seed=7)
+    cos = F.cosine_similarity(batch.text_embed, batch.image_embed, dim=-1)
+    model = tiny_model(film_gate=True, gate_scale_init=1e4, gate_bias_init=cos.median().item())
+    out = model(batch)
+    closed, opened = out.gate < 1e-6, out.gate > 0.5
+    assert closed.any() and opened.any()
+    with torch.no_grad():
+        for layer in model.sim:
+            layer.ffn_t.film.weight.normal_()
+            layer.ffn_v.film.weight.normal_()
+    after = model(batch).logits
+    torch.testing.assert_close(after[closed], out.logits[closed], atol=1e-5, rtol=0)
+    assert not torch.allclose(after[opened], out.logits[opened])
 
 
 @pytest.mark.parametrize("fine", ["channel", "token", "none"])
@@ -232,7 +276,13 @@ def regenerate_golden() -> None:
 def test_golden():
     data = json.loads(GOLDEN.read_text(encoding="utf-8"))
     # settings added after the file was written, at values that leave the outputs as they were
-    newer = {"unimodal_supervision": 0.0, "prior_scale_init": 1.0}
+    newer = {
+        "unimodal_supervision": 0.0,
+        "prior_scale_init": 1.0,
+        "film_rank": 0,
+        "film_dropout": 0.0,
+        "film_gate": False,
+    }
     config = dataclasses.asdict(TINY)
     assert {k: config[k] for k in newer} == newer
     assert data["config"] == {

@@ -38,6 +38,13 @@ class ModelConfig:
     dropout: float = 0.1
     coarse_similarity: bool = True  # off: interpolation gate fixed at a = 0.5
     fine_similarity: Literal["channel", "token", "none"] = "channel"
+    # the channel FiLM's form (fine_similarity=channel): W_s of rank film_rank (0 = full,
+    # p x 2 hidden; a lower rank gives its parameters back as FFN width), dropout on its input
+    # e, and film_gate: (gamma, beta) scaled by the coarse gate a, so a post the coarse
+    # similarity calls mismatched gets no element-wise modulation either
+    film_rank: int = 0
+    film_dropout: float = 0.0
+    film_gate: bool = False
     fusion: Literal["sfm", "concat"] = "sfm"
     similarity_weighting: bool = True  # SFM modality weights from [z_t; z_v; s] (off: fixed 1/2)
     gate_scale_init: float = 2.0  # k in a = sigmoid(k (s - b) / similarity_std)
@@ -365,6 +372,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "model.gate_bias_init": (-1, 1, False, False),
     "model.prior_scale_init": (None, None, False, False),  # any finite number
     "model.token_temperature": (0, None, True, False),
+    "model.film_rank": (0, None, False, False),
+    "model.film_dropout": (0, 1, False, True),
     "model.unimodal_supervision": (0, None, False, False),
     "model.max_text_tokens": (1, None, False, False),
     "train.epochs": (1, None, False, False),

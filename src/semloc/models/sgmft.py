@@ -136,7 +136,8 @@ class FeatureInterpolationAttention(nn.Module):
 class SimilarityAwareFeedForward(FeedForward):
     """Fine guidance: an FFN modulated by the element-wise similarity.
 
-    mode "channel": FiLM of the hidden units, (gamma, beta) = e W_s, h <- h (1 + gamma) + beta.
+    mode "channel": FiLM of the hidden units, (gamma, beta) = e W_s, h <- h (1 + gamma) + beta;
+                    W_s of rank `film_rank` (0 = full) and dropout `film_dropout` on e.
     mode "token":   partner tokens softmax(E / tau) X_o are added to the input, scaled by each
                     token's best match max_j E (clamped at 0: a token with no positive match
                     takes nothing from the other modality).
@@ -151,15 +152,24 @@ class SimilarityAwareFeedForward(FeedForward):
         mode: str = "channel",
         temperature: float = 0.1,
         dropout: float = 0.0,
+        film_rank: int = 0,
+        film_dropout: float = 0.0,
     ) -> None:
         super().__init__(dim, hidden, dropout)
         self.mode = mode
         self.temperature = temperature
-        self.film = None
+        self.film: nn.Module | None = None
+        self.film_drop = nn.Dropout(film_dropout)
         if mode == "channel":
-            # zero init: the block starts as a plain FFN and learns how far to trust e
-            self.film = nn.Linear(embed_dim, 2 * hidden, bias=False)
-            nn.init.zeros_(self.film.weight)
+            # zero init of the last map: the block starts as a plain FFN and learns how far to
+            # trust e; a low-rank W_s = A B starts A at the default init so B gets gradients
+            out = nn.Linear(embed_dim if film_rank == 0 else film_rank, 2 * hidden, bias=False)
+            nn.init.zeros_(out.weight)
+            self.film = (
+                out
+                if film_rank == 0
+                else nn.Sequential(nn.Linear(embed_dim, film_rank, bias=False), out)
+            )
 
     def forward(
         self,
@@ -182,7 +192,8 @@ class SimilarityAwareFeedForward(FeedForward):
         if self.mode == "channel":
             # a product of two unit vectors has entries ~1/p; p * e brings them to O(1) like
             # every other layer's input, so W_s learns at the same pace as the rest
-            gamma, beta = self.film(e * e.shape[-1]).chunk(2, dim=-1)  # 2 x (B, hidden)
+            film_in = self.film_drop(e * e.shape[-1])  # (B, p)
+            gamma, beta = self.film(film_in).chunk(2, dim=-1)  # 2 x (B, hidden)
             h = h * (1 + gamma[:, None, :]) + beta[:, None, :]
         return self.drop(self.fc2(h))
 
@@ -202,6 +213,8 @@ class SimilarityGuidedInteraction(nn.Module):
         fine_similarity: str = "channel",
         temperature: float = 0.1,
         dropout: float = 0.0,
+        film_rank: int = 0,
+        film_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.fine_similarity = fine_similarity
@@ -209,7 +222,16 @@ class SimilarityGuidedInteraction(nn.Module):
         self.attn_t = FeatureInterpolationAttention(dim, num_heads, dropout)
         self.attn_v = FeatureInterpolationAttention(dim, num_heads, dropout)
         self.norm_ffn_t, self.norm_ffn_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        ffn = (dim, hidden, embed_dim, fine_similarity, temperature, dropout)
+        ffn = (
+            dim,
+            hidden,
+            embed_dim,
+            fine_similarity,
+            temperature,
+            dropout,
+            film_rank,
+            film_dropout,
+        )
         self.ffn_t = SimilarityAwareFeedForward(*ffn)
         self.ffn_v = SimilarityAwareFeedForward(*ffn)
 
@@ -459,22 +481,34 @@ class SGMFT(nn.Module):
 
         # Every ablation gives the parameters it removes back as hidden width of the FFN or MLP
         # that takes the removed block's place, so variants differ in structure, not in size.
-        def sim_layer(fine: str, width: int) -> SimilarityGuidedInteraction:
+        def sim_layer(fine: str, width: int, rank: int = 0) -> SimilarityGuidedInteraction:
             return SimilarityGuidedInteraction(
-                d, cfg.num_heads, width, p, fine, cfg.token_temperature, cfg.dropout
+                d,
+                cfg.num_heads,
+                width,
+                p,
+                fine,
+                cfg.token_temperature,
+                cfg.dropout,
+                rank,
+                cfg.film_dropout,
             )
 
         full_sim_layer = _param_count(lambda: sim_layer("channel", hidden))
+        self.film_gate = cfg.film_gate
         self.sim = nn.ModuleList()
         self.encoder_t = nn.ModuleList()
         self.encoder_v = nn.ModuleList()
         if cfg.sim_layers > 0:
             width = hidden
-            if cfg.fine_similarity != "channel":
+            rank = cfg.film_rank if cfg.fine_similarity == "channel" else 0
+            if cfg.fine_similarity != "channel" or rank > 0:
                 width = _matched_width(
-                    lambda w: sim_layer(cfg.fine_similarity, w), hidden, full_sim_layer
+                    lambda w: sim_layer(cfg.fine_similarity, w, rank), hidden, full_sim_layer
                 )
-            self.sim.extend(sim_layer(cfg.fine_similarity, width) for _ in range(cfg.sim_layers))
+            self.sim.extend(
+                sim_layer(cfg.fine_similarity, width, rank) for _ in range(cfg.sim_layers)
+            )
         else:
             # as many plain layers per modality as the default model has SIM layers
             def plain_layer(w: int) -> TransformerLayer:
@@ -554,10 +588,12 @@ class SGMFT(nn.Module):
             gate = torch.where(present, gate, 0.0)  # no image: pure self-attention
 
         want_sim = self.fine_similarity == "token" or return_token_similarity
+        # the FiLM is linear in e without bias: scaling e by a scales (gamma, beta) by a
+        e_film = e * gate[:, None] if self.film_gate and gate is not None else e  # (B, p)
         sim = None
         for i, layer in enumerate(self.sim):
             last = i == len(self.sim) - 1
-            x_t, x_v, sim = layer(x_t, x_v, text_mask, present, gate, e, want_sim and last)
+            x_t, x_v, sim = layer(x_t, x_v, text_mask, present, gate, e_film, want_sim and last)
         for layer_t, layer_v in zip(self.encoder_t, self.encoder_v, strict=True):
             x_t, x_v = layer_t(x_t, text_mask), layer_v(x_v)
         if want_sim and sim is None:

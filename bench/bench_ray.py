@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_extract import VIT_B32, build_clip, make_photo, make_texts, tower_inputs, tower_seconds
-from proc_cpu import tree_cpu
+from proc_cpu import tree_processes
 
 # ViT-B/32's layout (224 px, 32 px patches, 50 tokens), narrower and shallower: a quick look
 SMALL = dict(text_width=256, text_layers=4, text_heads=4, vision_width=384, vision_layers=6,
@@ -56,28 +56,34 @@ def write_posts(path: Path, texts: list[str], num_images: int) -> None:
 
 
 class CpuMeter:
-    """CPU seconds used by this process and its descendants while it runs, from /proc; a thread
-    samples every 50 ms so short-lived workers are counted too."""
+    """CPU seconds used by this process and its descendants while it runs, from /proc, in all and
+    by role (`proc_cpu.process_role`: the driver, Ray's daemons, its task workers, its actors); a
+    thread samples every 50 ms so short-lived workers are counted too, and each sample's increase
+    goes to the role the process has then (Ray retitles a worker for each task)."""
 
     def __init__(self) -> None:
-        self.start = self._sample()
-        self.latest = dict(self.start)
+        self.last = {key: cpu for key, (cpu, _) in tree_processes(os.getpid()).items()}
+        self.by_role: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _sample(self) -> dict[tuple[int, str], float]:
-        return tree_cpu(os.getpid())
+    def _sample(self) -> None:
+        for key, (cpu, role) in tree_processes(os.getpid()).items():
+            gained = cpu - self.last.get(key, 0.0)
+            if gained > 0:
+                self.by_role[role] = self.by_role.get(role, 0.0) + gained
+                self.last[key] = cpu
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            self.latest.update(self._sample())
+            self._sample()
 
     def seconds(self) -> float:
         self._stop.set()
         self._thread.join()
-        self.latest.update(self._sample())
-        return sum(t - self.start.get(key, 0.0) for key, t in self.latest.items())
+        self._sample()
+        return sum(self.by_role.values())
 
 
 def same_store(a: Path, b: Path) -> bool:
@@ -134,6 +140,8 @@ def main() -> None:
               f"batch {args.batch_size}, shard {args.shard_size}; torch "
               f"{torch.__version__}, {torch.get_num_threads()} threads in this process")  # fmt: skip
 
+        roles: dict[tuple[str, str], dict[str, float]] = {}  # CPU by role, the cheapest round
+
         def measure(engine: str, name: str) -> tuple[float, float]:
             """(wall seconds, CPU seconds) of one extraction into a fresh store."""
             out = work / f"{engine}-{name}"
@@ -144,7 +152,10 @@ def main() -> None:
                 extract_to_store(work / f"{name}.jsonl", out, cfg)
             else:
                 run_ray_extraction(work / f"{name}.jsonl", out, cfg, num_actors=args.actors)
-            return time.perf_counter() - t0, meter.seconds()
+            wall, cpu = time.perf_counter() - t0, meter.seconds()
+            if cpu < sum(roles.get((engine, name), {"": float("inf")}).values()):
+                roles[engine, name] = meter.by_role
+            return wall, cpu
 
         n, half = args.posts, args.posts // 2
         # cold: what one command costs, start-up included (the Ray instance is new)
@@ -195,6 +206,15 @@ def main() -> None:
               f"running session {ra['e2e'] / lo['e2e']:.2f}; posts per CPU-second overall "
               f"{lo['cpu_ms'] / ra['cpu_ms']:.2f}, marginal "
               f"{lo['marginal_cpu_ms'] / ra['marginal_cpu_ms']:.2f} (per-post part)")  # fmt: skip
+        for engine in ("local", "ray"):
+            full, part = roles[engine, "full"], roles[engine, "half"]
+            split = sorted(
+                ((role, (full.get(role, 0.0) - part.get(role, 0.0)) / (n - half) * 1e3)
+                 for role in set(full) | set(part)),
+                key=lambda r: -r[1],
+            )  # fmt: skip
+            print(f"  {engine} per-post CPU by process (cheapest rounds, ms/post): "
+                  + ", ".join(f"{role} {ms:.1f}" for role, ms in split if abs(ms) >= 0.5))  # fmt: skip
         # per worker: each actor runs the CLIP on one torch thread, so its per-post CPU is set
         # against the towers alone on one thread (same batches, pre-tokenised and pre-decoded)
         from semloc.clip.backbone import load_backbone

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 
 
-def tree_cpu(pid: int) -> dict[tuple[int, str], float]:
-    """utime + stime in seconds of process `pid` and each of its live descendants (every
-    thread), keyed by (pid, start time) so a reused pid is a new process."""
+def tree_processes(pid: int) -> dict[tuple[int, str], tuple[float, str]]:
+    """(utime + stime in seconds, role) of process `pid` and each of its live descendants (every
+    thread), keyed by (pid, start time) so a reused pid is a new process. The role is what the
+    process calls itself now (`process_role`): Ray retitles its workers per task and actor."""
     tick = os.sysconf("SC_CLK_TCK")
     stats: dict[int, tuple[int, float, str]] = {}  # pid -> (parent, cpu seconds, start time)
     for entry in os.listdir("/proc"):
@@ -28,6 +29,36 @@ def tree_cpu(pid: int) -> dict[tuple[int, str], float]:
     while todo:
         p = todo.pop()
         if p in stats and (p, stats[p][2]) not in tree:
-            tree[p, stats[p][2]] = stats[p][1]
+            tree[p, stats[p][2]] = (stats[p][1], "this process" if p == pid else process_role(p))
             todo += children.get(p, [])
     return tree
+
+
+def tree_cpu(pid: int) -> dict[tuple[int, str], float]:
+    """utime + stime in seconds of process `pid` and each of its live descendants, keyed as in
+    `tree_processes`."""
+    return {key: cpu for key, (cpu, _) in tree_processes(pid).items()}
+
+
+def process_role(pid: int) -> str:
+    """A short name for what process `pid` does: a Ray worker's title up to its first "(" or
+    space ("ray::MapWorker", "ray::IDLE", "ray::Map"), else its program or script name
+    ("raylet", "gcs_server", "agent.py")."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return "?"
+    if not argv:
+        return "?"
+    if argv[0].startswith("ray::"):
+        return argv[0].split("(")[0].split()[0]
+    prog = os.path.basename(argv[0])
+    if prog.startswith("python"):  # the script or module it runs
+        rest = [a for a in argv[1:] if not a.startswith("-")]
+        if "-m" in argv[1:]:
+            return argv[argv.index("-m") + 1]
+        if "-c" in argv[1:]:  # multiprocessing's spawned and forkserver children
+            return "python -c"
+        return os.path.basename(rest[0]) if rest else prog
+    return prog

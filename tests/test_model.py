@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from semloc.models.sgmft import (
     CrossModalBlock,
     FeatureInterpolationAttention,
     PooledEmbeddings,
+    PrefixInterpolationAttention,
     SimilarityAwareFeedForward,
     SimilarityAwareFusion,
     SimilarityGuidedInteraction,
@@ -59,6 +61,7 @@ VARIANTS = {
     "film_rank=4": {"film_rank": 4},
     "film_dropout=0.5": {"film_dropout": 0.5},
     "film_gate=True": {"film_gate": True},
+    "coarse_attention=prefix": {"coarse_attention": "prefix"},
 }
 
 
@@ -130,6 +133,35 @@ def test_fusion_gate_closes_the_cross_attention():
     # a closed gate: the text stream does not depend on the picture at all; an open one does
     torch.testing.assert_close(a_t[:2], b_t[:2], atol=0, rtol=0)
     assert not torch.allclose(a_t[2], b_t[2])
+
+
+def test_prefix_attention_interpolates_by_the_gate():
+    B, Nt, Nv, d = 3, 6, 4, 32
+    torch.manual_seed(0)
+    block = PrefixInterpolationAttention(d, 4, 0.0).eval()
+    x, other = torch.randn(B, Nt, d), torch.randn(B, Nv, d)
+    x_mask = torch.arange(Nt)[None, :] < torch.tensor([[6], [2], [4]])  # padded texts
+    attn = block.attn
+    both = torch.cat([x, other], dim=1)
+    both_mask = torch.cat([x_mask, torch.ones(B, Nv, dtype=torch.bool)], dim=1)
+
+    def run(logit: float) -> torch.Tensor:
+        return block(x, other, torch.full((B,), logit), x_mask=x_mask)
+
+    # a = 1/2: MKGformer's plain prefix attention over both modalities' tokens
+    torch.testing.assert_close(run(0.0), attn(x, both, both_mask))
+    # a -> 0: self-attention only (exactly, at -inf: a post without a picture); a -> 1: the
+    # other modality only
+    torch.testing.assert_close(run(-math.inf), attn(x, x, x_mask), atol=1e-6, rtol=0)
+    torch.testing.assert_close(run(-60.0), attn(x, x, x_mask), atol=1e-5, rtol=0)
+    torch.testing.assert_close(run(60.0), attn(x, other), atol=1e-5, rtol=0)
+    # in between, each query mixes the two: the gate moves the mix monotonically
+    dist_self = [(run(v) - attn(x, x, x_mask)).norm().item() for v in (-2.0, 0.0, 2.0)]
+    assert dist_self[0] < dist_self[1] < dist_self[2]
+    # the other modality's masked keys take no part (image reading padded text)
+    y = block(other, x, torch.zeros(B), other_mask=x_mask)
+    z = block(other, torch.where(x_mask[..., None], x, 1e3), torch.zeros(B), other_mask=x_mask)
+    torch.testing.assert_close(y, z, atol=0, rtol=0)
 
 
 def test_film_forms():
@@ -282,6 +314,7 @@ def test_golden():
         "film_rank": 0,
         "film_dropout": 0.0,
         "film_gate": False,
+        "coarse_attention": "interpolation",
     }
     config = dataclasses.asdict(TINY)
     assert {k: config[k] for k in newer} == newer

@@ -37,6 +37,10 @@ class ModelConfig:
     mlp_ratio: float = 2.0  # FFN hidden width = mlp_ratio * dim
     dropout: float = 0.1
     coarse_similarity: bool = True  # off: interpolation gate fixed at a = 0.5
+    # the coarse guidance's attention: "interpolation" = (1 - a) A_self + a A_cross (two
+    # attentions); "prefix" = one attention over both modalities' tokens, the other's keys
+    # biased by logit(a) (MKGformer's prefix-guided interaction, similarity-aware)
+    coarse_attention: Literal["interpolation", "prefix"] = "interpolation"
     fine_similarity: Literal["channel", "token", "none"] = "channel"
     # the channel FiLM's form (fine_similarity=channel): W_s of rank film_rank (0 = full,
     # p x 2 hidden; a lower rank gives its parameters back as FFN width), dropout on its input

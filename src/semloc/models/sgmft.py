@@ -15,6 +15,7 @@ CLIP joint-embedding width, d = `dim`, C = `num_classes`):
     s = sum(e)          s (B,)                           modality-wise similarity (cosine)
     a = sig(k (s - b))  gate (B,); k, b = gate_scale, gate_bias
     A_self, A_cross     FeatureInterpolationAttention.self_attn / .cross_attn
+    l = k (s - b) / std gate_logit (B,), a = sigmoid(l): PrefixInterpolationAttention's key bias
     W_s, (gamma, beta)  SimilarityAwareFeedForward.film
     E, tau              token_similarity (B, Nt, Nv), temperature
     z_t, z_v            pooled text / image features (B, d)
@@ -41,6 +42,7 @@ from semloc.features.batch import FeatureBatch, FeatureDims
 from semloc.models.base import AuxiliaryLogits, ModelOutput, nonempty
 
 FINE_SIMILARITY = ("channel", "token", "none")
+COARSE_ATTENTION = ("interpolation", "prefix")
 FUSION = ("sfm", "concat")
 
 
@@ -67,7 +69,8 @@ class Attention(nn.Module):
         Nk, h = context.shape[1], self.num_heads
         q = self.query(x).view(B, Nq, h, d // h).transpose(1, 2)  # (B, h, Nq, d/h)
         k, v = self.key_value(context).view(B, Nk, 2, h, d // h).permute(2, 0, 3, 1, 4)
-        # k, v: (B, h, Nk, d/h); mask True = key takes part; callers never mask every key of a row
+        # k, v: (B, h, Nk, d/h); a bool mask: True = key takes part; a float mask is added to
+        # the scores (-inf = left out); callers never leave out every key of a row
         mask = None if context_mask is None else context_mask[:, None, None, :]  # (B, 1, 1, Nk)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
@@ -131,6 +134,43 @@ class FeatureInterpolationAttention(nn.Module):
         a_self = self.self_attn(x, x, x_mask)  # (B, Nm, d)
         a_cross = self.cross_attn(x, other, other_mask)  # (B, Nm, d)
         return (1 - a) * a_self + a * a_cross
+
+
+class PrefixInterpolationAttention(nn.Module):
+    """Coarse guidance, prefix form (MKGformer's prefix-guided interaction, made similarity-aware).
+
+    One attention over the tokens of both modalities, the other modality's keys biased by the
+    gate's logit l = k (s - b) / std:  softmax([Q K_m^T, Q K_o^T + l]) [V_m; V_o]. This equals
+    (1 - lam) Attn(Q, K_m, V_m) + lam Attn(Q, K_o, V_o) with, per query and head,
+    lam = a Z_o / ((1 - a) Z_m + a Z_o) (Z the softmax mass of each modality's keys): the gate a
+    where both modalities match the query equally, moved towards whichever matches it better.
+    a = 1/2 (l = 0) is MKGformer's plain prefix attention; a post without a picture masks the
+    other modality's keys, i.e. pure self-attention. One attention instead of two: the
+    parameters saved go to the FFN width (see SGMFT).
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = Attention(dim, num_heads, dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        other: torch.Tensor,
+        gate_logit: torch.Tensor,
+        x_mask: torch.Tensor | None = None,
+        other_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        B, Nm, No = x.shape[0], x.shape[1], other.shape[1]
+        context = torch.cat([x, other], dim=1)  # (B, Nm + No, d)
+        own = torch.zeros(B, Nm, dtype=x.dtype, device=x.device)  # (B, Nm)
+        if x_mask is not None:
+            own = own.masked_fill(~x_mask, -math.inf)
+        partner = gate_logit.to(x.dtype)[:, None].expand(B, No)  # (B, No); -inf: no picture
+        if other_mask is not None:
+            partner = partner.masked_fill(~other_mask, -math.inf)
+        bias = torch.cat([own, partner], dim=1)  # (B, Nm + No)
+        return self.attn(x, context, bias)  # (B, Nm, d)
 
 
 class SimilarityAwareFeedForward(FeedForward):
@@ -215,12 +255,19 @@ class SimilarityGuidedInteraction(nn.Module):
         dropout: float = 0.0,
         film_rank: int = 0,
         film_dropout: float = 0.0,
+        coarse_attention: str = "interpolation",
     ) -> None:
         super().__init__()
         self.fine_similarity = fine_similarity
+        self.coarse_attention = coarse_attention
+        coarse = (
+            PrefixInterpolationAttention
+            if coarse_attention == "prefix"
+            else FeatureInterpolationAttention
+        )
         self.norm_attn_t, self.norm_attn_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn_t = FeatureInterpolationAttention(dim, num_heads, dropout)
-        self.attn_v = FeatureInterpolationAttention(dim, num_heads, dropout)
+        self.attn_t = coarse(dim, num_heads, dropout)
+        self.attn_v = coarse(dim, num_heads, dropout)
         self.norm_ffn_t, self.norm_ffn_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
         ffn = (
             dim,
@@ -244,11 +291,16 @@ class SimilarityGuidedInteraction(nn.Module):
         gate: torch.Tensor,
         e: torch.Tensor,
         return_similarity: bool = False,
+        gate_logit: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        # the prefix form reads the gate's logit (-inf without a picture), the mixture form a
+        coarse = gate_logit if self.coarse_attention == "prefix" else gate
+        if coarse is None:
+            raise ValueError(f"the {self.coarse_attention} attention needs its gate input")
         n_t, n_v = self.norm_attn_t(x_t), self.norm_attn_v(x_v)
         x_t, x_v = (
-            x_t + self.attn_t(n_t, n_v, gate, x_mask=text_mask),  # (B, Nt, d)
-            x_v + self.attn_v(n_v, n_t, gate, other_mask=text_mask),  # (B, Nv, d)
+            x_t + self.attn_t(n_t, n_v, coarse, x_mask=text_mask),  # (B, Nt, d)
+            x_v + self.attn_v(n_v, n_t, coarse, other_mask=text_mask),  # (B, Nv, d)
         )
         sim = None
         if self.fine_similarity == "token" or return_similarity:
@@ -481,7 +533,9 @@ class SGMFT(nn.Module):
 
         # Every ablation gives the parameters it removes back as hidden width of the FFN or MLP
         # that takes the removed block's place, so variants differ in structure, not in size.
-        def sim_layer(fine: str, width: int, rank: int = 0) -> SimilarityGuidedInteraction:
+        def sim_layer(
+            fine: str, width: int, rank: int = 0, coarse: str = "interpolation"
+        ) -> SimilarityGuidedInteraction:
             return SimilarityGuidedInteraction(
                 d,
                 cfg.num_heads,
@@ -492,6 +546,7 @@ class SGMFT(nn.Module):
                 cfg.dropout,
                 rank,
                 cfg.film_dropout,
+                coarse,
             )
 
         full_sim_layer = _param_count(lambda: sim_layer("channel", hidden))
@@ -502,12 +557,15 @@ class SGMFT(nn.Module):
         if cfg.sim_layers > 0:
             width = hidden
             rank = cfg.film_rank if cfg.fine_similarity == "channel" else 0
-            if cfg.fine_similarity != "channel" or rank > 0:
+            coarse = cfg.coarse_attention
+            if cfg.fine_similarity != "channel" or rank > 0 or coarse != "interpolation":
                 width = _matched_width(
-                    lambda w: sim_layer(cfg.fine_similarity, w, rank), hidden, full_sim_layer
+                    lambda w: sim_layer(cfg.fine_similarity, w, rank, coarse),
+                    hidden,
+                    full_sim_layer,
                 )
             self.sim.extend(
-                sim_layer(cfg.fine_similarity, width, rank) for _ in range(cfg.sim_layers)
+                sim_layer(cfg.fine_similarity, width, rank, coarse) for _ in range(cfg.sim_layers)
             )
         else:
             # as many plain layers per modality as the default model has SIM layers
@@ -579,13 +637,14 @@ class SGMFT(nn.Module):
         s_std = (s - self.similarity_center) / self.similarity_std  # (B,) standardised
         s_std = torch.where(present, s_std, 0.0)
 
-        gate = None
+        gate = gate_logit = None
         if len(self.sim) > 0:
             if self.gate_scale is not None:
-                gate = torch.sigmoid(self.gate_scale * (s - self.gate_bias) / self.similarity_std)
+                logit = self.gate_scale * (s - self.gate_bias) / self.similarity_std  # (B,)
             else:
-                gate = torch.full_like(s, 0.5)
-            gate = torch.where(present, gate, 0.0)  # no image: pure self-attention
+                logit = torch.zeros_like(s)  # a = 1/2
+            gate = torch.where(present, torch.sigmoid(logit), 0.0)  # no image: self-attention
+            gate_logit = torch.where(present, logit, -math.inf)  # (B,) sigmoid(gate_logit) = a
 
         want_sim = self.fine_similarity == "token" or return_token_similarity
         # the FiLM is linear in e without bias: scaling e by a scales (gamma, beta) by a
@@ -593,7 +652,9 @@ class SGMFT(nn.Module):
         sim = None
         for i, layer in enumerate(self.sim):
             last = i == len(self.sim) - 1
-            x_t, x_v, sim = layer(x_t, x_v, text_mask, present, gate, e_film, want_sim and last)
+            x_t, x_v, sim = layer(
+                x_t, x_v, text_mask, present, gate, e_film, want_sim and last, gate_logit
+            )
         for layer_t, layer_v in zip(self.encoder_t, self.encoder_v, strict=True):
             x_t, x_v = layer_t(x_t, text_mask), layer_v(x_v)
         if want_sim and sim is None:
@@ -633,6 +694,10 @@ def _check_config(cfg: ModelConfig) -> None:
     if cfg.fine_similarity not in FINE_SIMILARITY:
         raise ConfigError(
             f"model.fine_similarity={cfg.fine_similarity!r} is not one of {FINE_SIMILARITY}"
+        )
+    if cfg.coarse_attention not in COARSE_ATTENTION:
+        raise ConfigError(
+            f"model.coarse_attention={cfg.coarse_attention!r} is not one of {COARSE_ATTENTION}"
         )
     if cfg.fusion not in FUSION:
         raise ConfigError(f"model.fusion={cfg.fusion!r} is not one of {FUSION}")

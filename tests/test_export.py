@@ -85,14 +85,25 @@ def test_sgmft_onnx_equals_pytorch_on_the_store(exported):
     )
 
 
-def test_baseline_onnx_equals_pytorch(exported, tmp_path):
-    run = tmp_path / "gmu"
-    args = ["train", str(exported["store"]), "--out", str(run), "--model", "gmu"]
+@pytest.mark.parametrize(
+    ("model", "overrides", "outputs"),
+    [
+        ("gmu", [], ["logits", "modality_weights"]),
+        # a mask built from parameters inside forward (the prefix attention's gate bias)
+        (
+            "sgmft",
+            ["model.coarse_attention=prefix"],
+            ["logits", "similarity", "gate", "modality_weights"],
+        ),
+    ],
+    ids=["gmu", "sgmft-prefix"],
+)
+def test_other_models_onnx_equal_pytorch(exported, tmp_path, model, overrides, outputs):
+    run = tmp_path / model
+    args = ["train", str(exported["store"]), "--out", str(run), "--model", model, *overrides]
     assert main([*args, "train.epochs=1", "model.dim=16", "train.progress=false"]) == 0
     manifest = export_run(run)  # default: RUN/onnx
-    assert [o["name"] for o in manifest["graphs"]["model"]["outputs"]] == [
-        "logits", "modality_weights"
-    ]  # fmt: skip
+    assert [o["name"] for o in manifest["graphs"]["model"]["outputs"]] == outputs
     # a run directory with onnx/ in it loads on the ONNX runtime too
     assert_same_predictions(
         load_run(run), load_run(run, runtime="onnx"), FeatureStore(exported["store"])

@@ -35,6 +35,7 @@ from semloc.models.sgmft import (
     SimilarityGuidedInteraction,
     TransformerLayer,
     _param_count,
+    masked_mean,
 )
 
 try:
@@ -142,15 +143,11 @@ def test_prefix_attention_interpolates_by_the_gate():
     x, other = torch.randn(B, Nt, d), torch.randn(B, Nv, d)
     x_mask = torch.arange(Nt)[None, :] < torch.tensor([[6], [2], [4]])  # padded texts
     attn = block.attn
-    both = torch.cat([x, other], dim=1)
-    both_mask = torch.cat([x_mask, torch.ones(B, Nv, dtype=torch.bool)], dim=1)
 
     def run(logit: float) -> torch.Tensor:
         return block(x, other, torch.full((B,), logit), x_mask=x_mask)
 
-    # a = 1/2: MKGformer's plain prefix attention over both modalities' tokens
-    torch.testing.assert_close(run(0.0), attn(x, both, both_mask))
-    # a -> 0: self-attention only (exactly, at -inf: a post without a picture); a -> 1: the
+    # a -> 0: self-attention only (exactly at -inf: a post without a picture); a -> 1: the
     # other modality only
     torch.testing.assert_close(run(-math.inf), attn(x, x, x_mask), atol=1e-6, rtol=0)
     torch.testing.assert_close(run(-60.0), attn(x, x, x_mask), atol=1e-5, rtol=0)
@@ -158,6 +155,16 @@ def test_prefix_attention_interpolates_by_the_gate():
     # in between, each query mixes the two: the gate moves the mix monotonically
     dist_self = [(run(v) - attn(x, x, x_mask)).norm().item() for v in (-2.0, 0.0, 2.0)]
     assert dist_self[0] < dist_self[1] < dist_self[2]
+    # where the query matches every key alike (zero queries: flat scores) the mix is exactly a,
+    # whatever the two modalities' token counts (6, 2 and 4 text tokens against 4 patches)
+    with torch.no_grad():
+        attn.query.weight.zero_()
+        attn.query.bias.zero_()
+        v_own, v_other = attn.key_value(x)[..., d:], attn.key_value(other)[..., d:]
+        for a in (0.2, 0.5, 0.9):
+            mix = (1 - a) * masked_mean(v_own, x_mask) + a * v_other.mean(1)  # (B, d)
+            expected = attn.out(mix)[:, None, :].expand(B, Nt, d)
+            torch.testing.assert_close(run(math.log(a / (1 - a))), expected)
     # the other modality's masked keys take no part (image reading padded text)
     y = block(other, x, torch.zeros(B), other_mask=x_mask)
     z = block(other, torch.where(x_mask[..., None], x, 1e3), torch.zeros(B), other_mask=x_mask)
@@ -419,7 +426,9 @@ def test_missing_image_reads_no_image_weights(variant):
     assert not torch.allclose(after[~absent], before[~absent])
 
 
-@pytest.mark.parametrize("variant", ["default", "fine_similarity=token", "sim_layers=0"])
+@pytest.mark.parametrize(
+    "variant", ["default", "fine_similarity=token", "sim_layers=0", "coarse_attention=prefix"]
+)
 def test_text_padding_invariance(variant):
     short = random_batch(5, text_tokens=6, seed=6)
     Nt = 12
@@ -439,11 +448,16 @@ def test_text_padding_invariance(variant):
     assert torch.all(b.token_similarity[:, 6:] == 0)
 
 
-def test_empty_text_is_finite():
+@pytest.mark.parametrize("variant", ["fine_similarity=token", "coarse_attention=prefix"])
+def test_empty_text_is_finite(variant):
     batch = random_batch(3, seed=7)
     batch.text_mask[1] = False
-    out = tiny_model(fine_similarity="token")(batch)
+    batch.image_present[1] = False  # and no picture either: text queries keep one key
+    model = tiny_model(**VARIANTS[variant])
+    out = model(batch)
     assert torch.isfinite(out.logits).all()
+    out.logits.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_deterministic_given_seed():
@@ -533,6 +547,9 @@ def test_build_model():
         {"fine_similarity": "pixel"},
         {"fusion": "sum"},
         {"similarity_std": 0.0},
+        {"coarse_attention": "mixture"},
+        {"film_rank": -1},
+        {"film_rank": TINY_DIMS.embed_dim},
     ],
 )
 def test_bad_config(changes):

@@ -164,7 +164,9 @@ def _export_graph(
     module.eval()
     quiet = io.StringIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+        # no_grad: a tensor built from parameters inside forward (SG-MFT's prefix-attention mask)
+        # would otherwise be traced with autograd on, which the exporter cannot lower
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module,

@@ -140,13 +140,15 @@ class PrefixInterpolationAttention(nn.Module):
     """Coarse guidance, prefix form (MKGformer's prefix-guided interaction, made similarity-aware).
 
     One attention over the tokens of both modalities, the other modality's keys biased by the
-    gate's logit l = k (s - b) / std:  softmax([Q K_m^T, Q K_o^T + l]) [V_m; V_o]. This equals
+    gate's logit l = k (s - b) / std plus log(N_m / N_o) (each modality's number of real tokens):
+    softmax([Q K_m^T, Q K_o^T + l + log(N_m / N_o)]) [V_m; V_o]. This equals
     (1 - lam) Attn(Q, K_m, V_m) + lam Attn(Q, K_o, V_o) with, per query and head,
-    lam = a Z_o / ((1 - a) Z_m + a Z_o) (Z the softmax mass of each modality's keys): the gate a
-    where both modalities match the query equally, moved towards whichever matches it better.
-    a = 1/2 (l = 0) is MKGformer's plain prefix attention; a post without a picture masks the
-    other modality's keys, i.e. pure self-attention. One attention instead of two: the
-    parameters saved go to the FFN width (see SGMFT).
+    lam = a z_o / ((1 - a) z_m + a z_o), z the mean softmax mass of a modality's keys: exactly the
+    gate a where the query matches both modalities equally well (whatever their token counts, as
+    in the interpolation form), moved towards whichever matches it better. Without the count
+    term a = 1/2 would be MKGformer's plain prefix attention, which gives the longer sequence
+    the larger share. A post without a picture masks the other modality's keys (l = -inf): pure
+    self-attention. One attention instead of two: the parameters saved go to the FFN width.
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
@@ -163,13 +165,19 @@ class PrefixInterpolationAttention(nn.Module):
     ) -> torch.Tensor:
         B, Nm, No = x.shape[0], x.shape[1], other.shape[1]
         context = torch.cat([x, other], dim=1)  # (B, Nm + No, d)
-        own = torch.zeros(B, Nm, dtype=x.dtype, device=x.device)  # (B, Nm)
-        if x_mask is not None:
-            own = own.masked_fill(~x_mask, -math.inf)
-        partner = gate_logit.to(x.dtype)[:, None].expand(B, No)  # (B, No); -inf: no picture
-        if other_mask is not None:
-            partner = partner.masked_fill(~other_mask, -math.inf)
-        bias = torch.cat([own, partner], dim=1)  # (B, Nm + No)
+        x_mask = torch.ones(B, Nm, dtype=torch.bool, device=x.device) if x_mask is None else x_mask
+        if other_mask is None:
+            other_mask = torch.ones(B, No, dtype=torch.bool, device=x.device)
+        # log(N_m / N_o) per post, so that a (not the token counts) sets the mix at flat scores
+        counts = x_mask.sum(1).clamp(min=1).log() - other_mask.sum(1).clamp(min=1).log()  # (B,)
+        partner = (gate_logit + counts).to(x.dtype)[:, None].expand(B, No)  # (B, No)
+        bias = torch.cat(
+            [
+                torch.zeros(B, Nm, dtype=x.dtype, device=x.device).masked_fill(~x_mask, -math.inf),
+                partner.masked_fill(~other_mask, -math.inf),  # -inf everywhere: no picture
+            ],
+            dim=1,
+        )  # (B, Nm + No)
         return self.attn(x, context, bias)  # (B, Nm, d)
 
 
@@ -509,6 +517,11 @@ class SGMFT(nn.Module):
         _check_config(cfg)
         d, p = cfg.dim, dims.embed_dim
         hidden = max(1, round(cfg.mlp_ratio * d))
+        if cfg.fine_similarity == "channel" and cfg.film_rank >= p:
+            raise ConfigError(
+                f"model.film_rank={cfg.film_rank} must be below the CLIP embedding width {p} "
+                "(0 = full rank): a factorised W_s of that rank is larger than the full one"
+            )
         self.fine_similarity = cfg.fine_similarity
 
         # X_t = LN(text_tokens W_t), X_v = LN(image_tokens W_v)
@@ -695,6 +708,8 @@ def _check_config(cfg: ModelConfig) -> None:
         raise ConfigError(
             f"model.fine_similarity={cfg.fine_similarity!r} is not one of {FINE_SIMILARITY}"
         )
+    if cfg.film_rank < 0:
+        raise ConfigError(f"model.film_rank={cfg.film_rank} must be >= 0 (0 = full rank)")
     if cfg.coarse_attention not in COARSE_ATTENTION:
         raise ConfigError(
             f"model.coarse_attention={cfg.coarse_attention!r} is not one of {COARSE_ATTENTION}"

@@ -51,7 +51,7 @@ NUM_CLASSES = 5
 VARIANTS = {
     "default": {},
     "coarse_similarity=False": {"coarse_similarity": False},
-    "fine_similarity=token": {"fine_similarity": "token"},
+    "fine_similarity=channel": {"fine_similarity": "channel"},
     "fine_similarity=none": {"fine_similarity": "none"},
     "sim_layers=0": {"sim_layers": 0},
     "fusion=concat": {"fusion": "concat"},
@@ -59,9 +59,9 @@ VARIANTS = {
     "fusion_gate=False": {"fusion_gate": False},
     "similarity_prior=False": {"similarity_prior": False},
     "pooled_embeddings=False": {"pooled_embeddings": False},
-    "film_rank=4": {"film_rank": 4},
-    "film_dropout=0.5": {"film_dropout": 0.5},
-    "film_gate=True": {"film_gate": True},
+    "channel,film_rank=4": {"fine_similarity": "channel", "film_rank": 4},
+    "channel,film_dropout=0.5": {"fine_similarity": "channel", "film_dropout": 0.5},
+    "channel,film_gate=True": {"fine_similarity": "channel", "film_gate": True},
     "coarse_attention=prefix": {"coarse_attention": "prefix"},
 }
 
@@ -199,7 +199,12 @@ def test_film_forms():
     # whatever W_s is; an open one's is not
     batch = random_batch(6, missing_image=0.0, seed=7)
     cos = F.cosine_similarity(batch.text_embed, batch.image_embed, dim=-1)
-    model = tiny_model(film_gate=True, gate_scale_init=1e4, gate_bias_init=cos.median().item())
+    model = tiny_model(
+        fine_similarity="channel",
+        film_gate=True,
+        gate_scale_init=1e4,
+        gate_bias_init=cos.median().item(),
+    )
     out = model(batch)
     closed, opened = out.gate < 1e-6, out.gate > 0.5
     assert closed.any() and opened.any()
@@ -355,7 +360,7 @@ def test_golden():
 # behaviour
 
 
-@pytest.mark.parametrize("variant", ["default", "fine_similarity=token", "fusion=concat"])
+@pytest.mark.parametrize("variant", ["default", "fine_similarity=channel", "fusion=concat"])
 def test_batch_permutation_equivariance(variant):
     batch = random_batch(7, text_tokens=10, image_tokens=6, seed=4)
     model = tiny_model(**VARIANTS[variant])
@@ -427,7 +432,7 @@ def test_missing_image_reads_no_image_weights(variant):
 
 
 @pytest.mark.parametrize(
-    "variant", ["default", "fine_similarity=token", "sim_layers=0", "coarse_attention=prefix"]
+    "variant", ["default", "fine_similarity=channel", "sim_layers=0", "coarse_attention=prefix"]
 )
 def test_text_padding_invariance(variant):
     short = random_batch(5, text_tokens=6, seed=6)
@@ -448,7 +453,7 @@ def test_text_padding_invariance(variant):
     assert torch.all(b.token_similarity[:, 6:] == 0)
 
 
-@pytest.mark.parametrize("variant", ["fine_similarity=token", "coarse_attention=prefix"])
+@pytest.mark.parametrize("variant", ["default", "coarse_attention=prefix"])
 def test_empty_text_is_finite(variant):
     batch = random_batch(3, seed=7)
     batch.text_mask[1] = False
@@ -549,7 +554,7 @@ def test_build_model():
         {"similarity_std": 0.0},
         {"coarse_attention": "mixture"},
         {"film_rank": -1},
-        {"film_rank": TINY_DIMS.embed_dim},
+        {"fine_similarity": "channel", "film_rank": TINY_DIMS.embed_dim},
     ],
 )
 def test_bad_config(changes):

@@ -41,7 +41,11 @@ class ModelConfig:
     # attentions); "prefix" = one attention over both modalities' tokens, the other's keys
     # biased by logit(a) (MKGformer's prefix-guided interaction, similarity-aware)
     coarse_attention: Literal["interpolation", "prefix"] = "interpolation"
-    fine_similarity: Literal["channel", "token", "none"] = "channel"
+    # the fine guidance: "token" = each token's best-matching partner tokens, by the token-level
+    # cosine E, added to its FFN input (the default since 2026-12-06: the channel FiLM below
+    # scored 1.3-1.9 dev points lower on both study worlds, docs/model.md); "channel" = FiLM of
+    # the FFN's hidden units by e = u * w; "none" = plain FFN
+    fine_similarity: Literal["channel", "token", "none"] = "token"
     # the channel FiLM's form (fine_similarity=channel): W_s of rank film_rank (0 = full,
     # p x 2 hidden; a lower rank gives its parameters back as FFN width), dropout on its input
     # e, and film_gate: (gamma, beta) scaled by the coarse gate a, so a post the coarse

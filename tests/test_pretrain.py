@@ -293,6 +293,33 @@ def test_same_settings_same_weights_whatever_the_threads_and_workers(tmp_path):
     assert load_backbone(a.out_dir).weights_sha256 == load_backbone(b.out_dir).weights_sha256
 
 
+TOKENIZER_RUN = """
+import hashlib, random
+from semloc.clip.tiny import train_clip_tokenizer
+rng = random.Random(0)
+words = ["".join(rng.choice("abcdefghijklmnop") for _ in range(rng.randint(2, 6))) for _ in range(400)]
+texts = [" ".join(rng.choice(words) for _ in range(8)) + " 🙂" * (i % 3) for i in range(300)]
+tok = train_clip_tokenizer(texts, vocab_size=600, max_text_tokens=32)
+print(hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest())
+"""
+
+
+def test_tokenizer_training_is_the_same_in_every_process():
+    # the BPE trainer's hash maps iterate in an order that changes from process to process
+    # (measured: two demo builds in two processes learned merges in another order on ties,
+    # and so gave two CLIPs), which one process alone never shows: train in three
+    import subprocess
+    import sys
+
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", TOKENIZER_RUN], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(3)
+    }
+    assert len(digests) == 1, digests
+
+
 def test_holdout_without_split_column_and_existing_out_is_refused(tmp_path):
     data = tmp_path / "data"
     pairs = write_pairs(data)

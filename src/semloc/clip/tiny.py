@@ -43,7 +43,7 @@ def train_clip_tokenizer(
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import CLIPTokenizer
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # a set's order: varies by process
     bpe = Tokenizer(models.BPE(unk_token=EOS, end_of_word_suffix="</w>"))
     # the same normaliser and pre-tokenizer CLIPTokenizer installs, so merges fit what it sees
     bpe.normalizer = normalizers.Sequence(
@@ -61,10 +61,21 @@ def train_clip_tokenizer(
             pre_tokenizers.ByteLevel(add_prefix_space=False),
         ]
     )
+    texts = list(texts)
+    # Determinism: the trainer creates each word-final symbol ("e</w>") when it first meets it
+    # while iterating over a hash map whose order changes from process to process, and the ids
+    # it gives them break ties between merges of equal count, so two runs on the same texts
+    # could learn different merges (tokenizers issue #1794). Declaring exactly those symbols up
+    # front, sorted, fixes their ids; the vocabulary and the merge budget are the same as
+    # without them. They are read back from the model's vocabulary below, never as added tokens.
+    final = set()
+    for text in texts:
+        for word, _ in bpe.pre_tokenizer.pre_tokenize_str(bpe.normalizer.normalize_str(text)):
+            final.add(word[-1] + "</w>")
     trainer = trainers.BpeTrainer(
         vocab_size=max(vocab_size, len(alphabet) + 1),
         min_frequency=1,
-        special_tokens=[],
+        special_tokens=sorted(final),
         initial_alphabet=alphabet,
         end_of_word_suffix="</w>",
         show_progress=False,

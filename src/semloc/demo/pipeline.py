@@ -53,7 +53,9 @@ from semloc.io import atomic_write_json, atomic_write_text, sha256_json
 log = logging.getLogger(__name__)
 
 # bump when a stage would compute something different from the same inputs (cache keys)
-PIPELINE_VERSION = "2"  # 2: dev posts as probe pairs of the demo CLIP
+# 2: dev posts as probe pairs of the demo CLIP; 3: the tokenizer is trained the same in every
+# process (before, two builds of the same settings could differ)
+PIPELINE_VERSION = "3"
 
 # -- default sizes, chosen to fit about ten minutes on two cores (stage timings: docs/demo.md).
 # The pictures keep their full 96 px in 16 px patches: a 6 x 6 grid (37 image tokens, like

@@ -19,7 +19,9 @@ load from other jobs on a shared machine hits both alike. Per engine:
 
 Prints the Ray / single-process ratios (target >= 0.8), the Ray overhead per post, the per-worker
 ratio (the towers alone on one thread, CPU seconds per post, over Ray's per-post CPU: each actor
-runs the CLIP on one thread; target >= 0.85), and checks that the two stores are identical.
+runs the CLIP on one thread; target >= 0.85), each engine's per-post CPU split by process
+(the driver, Ray's CLIP actors, its decoding tasks, idle workers, daemons), and checks that the
+two stores are identical.
 """
 
 from __future__ import annotations

@@ -555,6 +555,8 @@ def test_build_model():
         {"coarse_attention": "mixture"},
         {"film_rank": -1},
         {"fine_similarity": "channel", "film_rank": TINY_DIMS.embed_dim},
+        {"film_rank": 4},  # the FiLM's form without the FiLM (token is the default)
+        {"fine_similarity": "none", "film_gate": True},
     ],
 )
 def test_bad_config(changes):

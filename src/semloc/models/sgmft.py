@@ -710,6 +710,13 @@ def _check_config(cfg: ModelConfig) -> None:
         )
     if cfg.film_rank < 0:
         raise ConfigError(f"model.film_rank={cfg.film_rank} must be >= 0 (0 = full rank)")
+    film = {"film_rank": 0, "film_dropout": 0.0, "film_gate": False}
+    changed = [k for k, off in film.items() if getattr(cfg, k) != off]
+    if changed and cfg.fine_similarity != "channel":
+        raise ConfigError(
+            f"model.{changed[0]} shapes the channel FiLM, but model.fine_similarity="
+            f"{cfg.fine_similarity!r}: add model.fine_similarity=channel"
+        )
     if cfg.coarse_attention not in COARSE_ATTENTION:
         raise ConfigError(
             f"model.coarse_attention={cfg.coarse_attention!r} is not one of {COARSE_ATTENTION}"

@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_extract import VIT_B32, build_clip, make_photo, make_texts, tower_inputs, tower_seconds
-from proc_cpu import tree_processes
+from proc_cpu import tree_cpu, tree_processes
 
 # ViT-B/32's layout (224 px, 32 px patches, 50 tokens), narrower and shallower: a quick look
 SMALL = dict(text_width=256, text_layers=4, text_heads=4, vision_width=384, vision_layers=6,
@@ -64,7 +64,7 @@ class CpuMeter:
     goes to the role the process has then (Ray retitles a worker for each task)."""
 
     def __init__(self) -> None:
-        self.last = {key: cpu for key, (cpu, _) in tree_processes(os.getpid()).items()}
+        self.last = tree_cpu(os.getpid())
         self.by_role: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 
 
-def tree_processes(pid: int) -> dict[tuple[int, str], tuple[float, str]]:
-    """(utime + stime in seconds, role) of process `pid` and each of its live descendants (every
-    thread), keyed by (pid, start time) so a reused pid is a new process. The role is what the
-    process calls itself now (`process_role`): Ray retitles its workers per task and actor."""
+def tree_cpu(pid: int) -> dict[tuple[int, str], float]:
+    """utime + stime in seconds of process `pid` and each of its live descendants (every
+    thread), keyed by (pid, start time) so a reused pid is a new process."""
     tick = os.sysconf("SC_CLK_TCK")
     stats: dict[int, tuple[int, float, str]] = {}  # pid -> (parent, cpu seconds, start time)
     for entry in os.listdir("/proc"):
@@ -29,15 +28,18 @@ def tree_processes(pid: int) -> dict[tuple[int, str], tuple[float, str]]:
     while todo:
         p = todo.pop()
         if p in stats and (p, stats[p][2]) not in tree:
-            tree[p, stats[p][2]] = (stats[p][1], "this process" if p == pid else process_role(p))
+            tree[p, stats[p][2]] = stats[p][1]
             todo += children.get(p, [])
     return tree
 
 
-def tree_cpu(pid: int) -> dict[tuple[int, str], float]:
-    """utime + stime in seconds of process `pid` and each of its live descendants, keyed as in
-    `tree_processes`."""
-    return {key: cpu for key, (cpu, _) in tree_processes(pid).items()}
+def tree_processes(pid: int) -> dict[tuple[int, str], tuple[float, str]]:
+    """`tree_cpu` with each process's role: what it calls itself now (`process_role`; Ray
+    retitles its workers per task and actor)."""
+    return {
+        key: (cpu, "this process" if key[0] == pid else process_role(key[0]))
+        for key, cpu in tree_cpu(pid).items()
+    }
 
 
 def process_role(pid: int) -> str:

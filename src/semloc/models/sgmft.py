@@ -517,7 +517,7 @@ class SGMFT(nn.Module):
         _check_config(cfg)
         d, p = cfg.dim, dims.embed_dim
         hidden = max(1, round(cfg.mlp_ratio * d))
-        if cfg.fine_similarity == "channel" and cfg.film_rank >= p:
+        if cfg.film_rank >= p:  # only the channel FiLM may set it (_check_config)
             raise ConfigError(
                 f"model.film_rank={cfg.film_rank} must be below the CLIP embedding width {p} "
                 "(0 = full rank): a factorised W_s of that rank is larger than the full one"
@@ -569,8 +569,7 @@ class SGMFT(nn.Module):
         self.encoder_v = nn.ModuleList()
         if cfg.sim_layers > 0:
             width = hidden
-            rank = cfg.film_rank if cfg.fine_similarity == "channel" else 0
-            coarse = cfg.coarse_attention
+            rank, coarse = cfg.film_rank, cfg.coarse_attention
             if cfg.fine_similarity != "channel" or rank > 0 or coarse != "interpolation":
                 width = _matched_width(
                     lambda w: sim_layer(cfg.fine_similarity, w, rank, coarse),

@@ -1,7 +1,7 @@
 """Extraction on Ray Data (local instance, an actor pool) vs the single-process path.
 
     python bench/bench_ray.py [--posts 384] [--actors 2] [--batch-size 32] [--shard-size 64]
-                              [--rounds 2] [--size small|b32]
+                              [--rounds 2] [--size small|b32] [--ray-decode both|actors|tasks]
 
 Same run, same inputs, same CLIP (random weights, fp32; `small`: ViT-B/32's layout at reduced
 width and depth, `b32`: ViT-B/32's compute, where the towers rather than decoding are the work), both engines in interleaved rounds with the best of each figure kept, so
@@ -21,12 +21,15 @@ Prints the Ray / single-process ratios (target >= 0.8), the Ray overhead per pos
 ratio (the towers alone on one thread, CPU seconds per post, over Ray's per-post CPU: each actor
 runs the CLIP on one thread; target >= 0.85), each engine's per-post CPU split by process
 (the driver, Ray's CLIP actors, its decoding tasks, idle workers, daemons), and checks that the
-two stores are identical.
+stores are identical. `--ray-decode both` (the default) runs the Ray engine twice, decoding inside
+the actors (`extract.ray_decode=actors`, the CPU default) and in Ray tasks (`tasks`), so the two
+are compared in one run; the end-to-end (cold) figure is the first one's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -110,6 +113,8 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=64)
     ap.add_argument("--num-workers", type=int, default=2, help="decoding workers (single process)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best time kept")
+    ap.add_argument("--ray-decode", choices=["both", "actors", "tasks"], default="both",
+                    help="where Ray decodes images (extract.ray_decode); both: each, compared")  # fmt: skip
     args = ap.parse_args()
 
     import ray
@@ -142,6 +147,8 @@ def main() -> None:
               f"batch {args.batch_size}, shard {args.shard_size}; torch "
               f"{torch.__version__}, {torch.get_num_threads()} threads in this process")  # fmt: skip
 
+        modes = ["actors", "tasks"] if args.ray_decode == "both" else [args.ray_decode]
+        engines = ["local"] + [f"ray-{m}" for m in modes]
         roles: dict[tuple[str, str], dict[str, float]] = {}  # CPU by role, the cheapest round
 
         def measure(engine: str, name: str) -> tuple[float, float]:
@@ -153,7 +160,8 @@ def main() -> None:
             if engine == "local":
                 extract_to_store(work / f"{name}.jsonl", out, cfg)
             else:
-                run_ray_extraction(work / f"{name}.jsonl", out, cfg, num_actors=args.actors)
+                ray_cfg = dataclasses.replace(cfg, ray_decode=engine.removeprefix("ray-"))
+                run_ray_extraction(work / f"{name}.jsonl", out, ray_cfg, num_actors=args.actors)
             wall, cpu = time.perf_counter() - t0, meter.seconds()
             if cpu < sum(roles.get((engine, name), {"": float("inf")}).values()):
                 roles[engine, name] = meter.by_role
@@ -170,10 +178,10 @@ def main() -> None:
         wall: dict[tuple[str, str], float] = {}
         cpu: dict[tuple[str, str], float] = {}
         with ray_session(""):  # reuses the instance started above
-            cold_ray = ray_init + measure("ray", "full")[0]
+            cold_ray = ray_init + measure(engines[1], "full")[0]
             # warm: interleaved rounds in the running session, best of each kept
             for _ in range(args.rounds):
-                for engine in ("local", "ray"):
+                for engine in engines:
                     for name in ("half", "full"):
                         w, c = measure(engine, name)
                         key = (engine, name)
@@ -190,25 +198,32 @@ def main() -> None:
                 "fixed_cpu": cpu[engine, "half"] - marginal_cpu * half,
             }
 
-        lo, ra = figures("local"), figures("ray")
+        lo = figures("local")
         print(f"single process: {n / cold_local:.1f} posts/s end to end ({cold_local:.1f} s), "
               f"{lo['e2e']:.1f} posts/s warm ({wall['local', 'full']:.1f} s); "
               f"CPU {lo['cpu_ms']:.0f} ms/post overall, "
               f"{lo['marginal_cpu_ms']:.0f} ms/post per post + {lo['fixed_cpu']:.1f} s fixed")  # fmt: skip
-        print(f"Ray, {args.actors} actors: {n / cold_ray:.1f} posts/s end to end ({cold_ray:.1f} s, "
-              f"ray.init {ray_init:.1f} s), {ra['e2e']:.1f} posts/s in a running session "
-              f"({wall['ray', 'full']:.1f} s, actor start-up included); "
-              f"CPU {ra['cpu_ms']:.0f} ms/post overall, "
-              f"{ra['marginal_cpu_ms']:.0f} ms/post per post + {ra['fixed_cpu']:.1f} s fixed "
-              "(actors' start-up, Ray's daemons)")  # fmt: skip
-        print(f"Ray overhead at {n} posts: {(cold_ray - cold_local) / n * 1e3:+.0f} ms/post end "
-              f"to end, {(wall['ray', 'full'] - wall['local', 'full']) / n * 1e3:+.0f} ms/post in "
-              f"a running session, {ra['cpu_ms'] - lo['cpu_ms']:+.0f} CPU-ms/post")  # fmt: skip
-        print(f"ratio Ray / single process (target >= 0.8): end to end {cold_local / cold_ray:.2f}, "
-              f"running session {ra['e2e'] / lo['e2e']:.2f}; posts per CPU-second overall "
-              f"{lo['cpu_ms'] / ra['cpu_ms']:.2f}, marginal "
-              f"{lo['marginal_cpu_ms'] / ra['marginal_cpu_ms']:.2f} (per-post part)")  # fmt: skip
-        for engine in ("local", "ray"):
+        for i, engine in enumerate(engines[1:]):
+            ra = figures(engine)
+            mode = engine.removeprefix("ray-")
+            cold = (f"{n / cold_ray:.1f} posts/s end to end ({cold_ray:.1f} s, ray.init "
+                    f"{ray_init:.1f} s), " if i == 0 else "")  # fmt: skip
+            print(f"Ray, {args.actors} actors, decoding in {mode}: {cold}{ra['e2e']:.1f} posts/s "
+                  f"in a running session ({wall[engine, 'full']:.1f} s, actor start-up included); "
+                  f"CPU {ra['cpu_ms']:.0f} ms/post overall, "
+                  f"{ra['marginal_cpu_ms']:.0f} ms/post per post + {ra['fixed_cpu']:.1f} s fixed "
+                  "(actors' start-up, Ray's daemons)")  # fmt: skip
+            e2e = (f"{(cold_ray - cold_local) / n * 1e3:+.0f} ms/post end to end, " if i == 0
+                   else "")  # fmt: skip
+            print(f"  overhead at {n} posts: {e2e}"
+                  f"{(wall[engine, 'full'] - wall['local', 'full']) / n * 1e3:+.0f} ms/post in "
+                  f"a running session, {ra['cpu_ms'] - lo['cpu_ms']:+.0f} CPU-ms/post")  # fmt: skip
+            e2e = f"end to end {cold_local / cold_ray:.2f}, " if i == 0 else ""
+            print(f"  ratio Ray / single process (target >= 0.8): {e2e}"
+                  f"running session {ra['e2e'] / lo['e2e']:.2f}; posts per CPU-second overall "
+                  f"{lo['cpu_ms'] / ra['cpu_ms']:.2f}, marginal "
+                  f"{lo['marginal_cpu_ms'] / ra['marginal_cpu_ms']:.2f} (per-post part)")  # fmt: skip
+        for engine in engines:
             full, part = roles[engine, "full"], roles[engine, "half"]
             split = sorted(
                 ((role, (full.get(role, 0.0) - part.get(role, 0.0)) / (n - half) * 1e3)
@@ -231,11 +246,14 @@ def main() -> None:
                 c0 = time.process_time()
                 tower_seconds(backbone, tokens, pixels)
                 towers_cpu = min(towers_cpu, (time.process_time() - c0) / n)
-        print(f"per worker: towers alone on one thread {towers_cpu * 1e3:.0f} CPU-ms/post; "
-              f"Ray's per-post part {ra['marginal_cpu_ms']:.0f} CPU-ms/post -> ratio "
-              f"{towers_cpu * 1e3 / ra['marginal_cpu_ms']:.2f} (target >= 0.85)")  # fmt: skip
-        same = same_store(work / "local-full", work / "ray-full")
-        print(f"stores identical: {same}")
+        for engine in engines[1:]:
+            ra = figures(engine)
+            print(f"per worker, decoding in {engine.removeprefix('ray-')}: towers alone on one "
+                  f"thread {towers_cpu * 1e3:.0f} CPU-ms/post; Ray's per-post part "
+                  f"{ra['marginal_cpu_ms']:.0f} CPU-ms/post -> ratio "
+                  f"{towers_cpu * 1e3 / ra['marginal_cpu_ms']:.2f} (target >= 0.85)")  # fmt: skip
+            same = same_store(work / "local-full", work / f"{engine}-full")
+            print(f"  store identical to the single process's: {same}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent(
     from semloc.cli import main
     from semloc.config import ExtractConfig
     from semloc.errors import SemlocError
-    from semloc.scale.ray_extract import ray_session, run_ray_extraction
+    from semloc.scale.ray_extract import plan_actors, ray_session, run_ray_extraction
 
     args = json.loads(sys.argv[1])
     out = Path(args["out"])
@@ -62,10 +62,17 @@ SCRIPT = textwrap.dedent(
         return hook
 
     with ray_session(""):
+        facts["decode_in_actor"] = {
+            mode: plan_actors("cpu", None, mode).decode_in_actor for mode in ("auto", "tasks")
+        }
         if "resume" in args["steps"]:
-            # the driver dies after 2 of 3 shards are committed, then the same call again
+            # the driver dies after 2 of 3 shards are committed, decoding in Ray tasks; then the
+            # same command again, decoding inside the actors (the default on CPU)
+            tasks_cfg = ExtractConfig(**{**args["cfg"], "ray_decode": "tasks"})
             try:
-                run_ray_extraction(args["posts"], out / "resumed", cfg, on_shard=crash_after(2))
+                run_ray_extraction(
+                    args["posts"], out / "resumed", tasks_cfg, on_shard=crash_after(2)
+                )
             except Crash:
                 pass
             facts["after_crash"] = sorted(p.name for p in (out / "resumed" / "shards").iterdir())
@@ -247,6 +254,8 @@ def test_ray_store_after_a_driver_crash_and_rerun_equals_the_single_process_stor
     inputs: dict[str, Any], default_runs: dict[str, Any]
 ) -> None:
     resumed = default_runs
+    # on CPU actors decode by default; the crashed run decoded in tasks, the re-run in the actors
+    assert resumed["decode_in_actor"] == {"auto": True, "tasks": False}
     # every shard computed by Ray workers, committed in whatever order they finished, none twice
     num_shards = -(-NUM_POSTS // 8)
     assert len(resumed["after_crash"]) == 2

@@ -351,7 +351,7 @@ def _content_key(posts_file: Path, cfg: Config) -> str:
             except OSError:
                 h.update(f"{image}:missing".encode())
     settings = {"extract": config_to_dict(cfg.extract), "data": config_to_dict(cfg.data)}
-    for volatile in ("progress", "num_workers", "engine", "ray_address"):
+    for volatile in ("progress", "num_workers", "engine", "ray_address", "ray_decode"):
         settings["extract"].pop(volatile, None)
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()[:16]

@@ -5,10 +5,14 @@
 The pipeline, one row per CLIP batch::
 
     driver: read + validate the posts (the local reader), cut shards and batches as the local path
-      -> Ray tasks:  tokenize, decode and resize the images of one batch     (`_load_post`)
+      -> Ray tasks:  tokenize, decode and resize the images of one batch     (`PostLoader`)
       -> actor pool: one CLIP per actor (a GPU each when the cluster has GPUs) encodes the batch
-                     and applies the image policy                           (`_encode_batch`)
-      -> driver: collects the batches of a shard, commits it atomically      (`FeatureStoreWriter`)
+                     and applies the image policy                           (`encode_batch`)
+      -> driver: collects the batches of a shard, commits it atomically      (`StoreExtraction`)
+
+On CPU-only actor pools the loading step runs inside each actor instead (`extract.ray_decode`):
+a CPU core decodes or encodes either way, and decoding in the actor spares the object-store round
+trip of every batch's pixels and the task workers around it.
 
 Identical to the single-process path by construction: the per-batch functions are the ones
 `semloc.clip.extract` runs, the shards are the same input-position ranges, and the batches are the
@@ -189,16 +193,23 @@ class ActorPlan:
     num_gpus: float
     num_cpus: float
     threads: int  # torch threads per actor
+    decode_in_actor: bool = False  # each actor loads its batches (no decoding tasks)
 
     @property
     def device(self) -> str:
         return "cuda" if self.num_gpus else "cpu"
 
 
-def plan_actors(device: str = "auto", num_actors: int | None = None) -> ActorPlan:
+def plan_actors(
+    device: str = "auto", num_actors: int | None = None, decode: str = "auto"
+) -> ActorPlan:
     """One actor per GPU when the cluster has GPUs and `device` is "auto", or always when it asks
     for CUDA (an autoscaling cluster adds GPU nodes for the actors' requests); else one
     single-threaded actor per CPU core.
+
+    `decode` (`extract.ray_decode`): "tasks" decodes and resizes images in Ray tasks that feed
+    the actors, "actors" inside each actor, "auto" in the actors when they run on CPU and in tasks
+    when they have GPUs (a GPU actor would idle while it decodes; several CPUs per GPU keep it fed).
 
     A CPU actor reserves half a CPU: on a small machine, actors reserving whole CPUs leave Ray
     Data no CPU to schedule the decoding tasks on and the pipeline stalls; physically each actor
@@ -211,9 +222,21 @@ def plan_actors(device: str = "auto", num_actors: int | None = None) -> ActorPla
     gpus = int(resources.get("GPU", 0))
     if device.startswith("cuda") or (gpus and device == "auto"):
         # Ray gives each actor its own GPU (CUDA_VISIBLE_DEVICES), which it sees as "cuda"
-        return ActorPlan(size=num_actors or max(1, gpus), num_gpus=1, num_cpus=1, threads=1)
+        return ActorPlan(
+            size=num_actors or max(1, gpus),
+            num_gpus=1,
+            num_cpus=1,
+            threads=1,
+            decode_in_actor=decode == "actors",
+        )
     cpus = int(resources.get("CPU", 1))
-    return ActorPlan(size=num_actors or max(1, cpus), num_gpus=0, num_cpus=0.5, threads=1)
+    return ActorPlan(
+        size=num_actors or max(1, cpus),
+        num_gpus=0,
+        num_cpus=0.5,
+        threads=1,
+        decode_in_actor=decode != "tasks",
+    )
 
 
 def _payload(obj: Any) -> bytes:
@@ -243,32 +266,53 @@ def _batch_specs(inputs: PostInputs, batches: Sequence[list[int]]) -> list[_Batc
     ]
 
 
-def _load_batch(row: dict[str, Any], loader: PostLoader) -> dict[str, Any]:
-    """Ray task: tokenize, decode and resize the images of one batch (the local worker code)."""
-    spec: _BatchSpec = pickle.loads(row["payload"])
+def _load_spec(spec: _BatchSpec, loader: PostLoader) -> LoadedBatch:
+    """Tokenize, decode and resize the images of one batch (the local worker code)."""
     images = [Path(img) if img else None for img in spec.images]
-    return {"payload": _payload((spec, loader.load_batch(spec.indices, spec.texts, images)))}
+    return loader.load_batch(spec.indices, spec.texts, images)
+
+
+def _load_batch(row: dict[str, Any], loader: PostLoader) -> dict[str, Any]:
+    """Ray task: one batch loaded, for an actor that does not decode (`ActorPlan.decode_in_actor`)."""
+    spec: _BatchSpec = pickle.loads(row["payload"])
+    return {"payload": _payload((spec, _load_spec(spec, loader)))}
 
 
 class _ClipActor:
     """Ray actor: one CLIP, loaded once, encodes loaded batches (the local main-process code)."""
 
-    def __init__(self, cfg: ExtractConfig, weights_sha256: str, device: str, threads: int) -> None:
+    def __init__(
+        self,
+        cfg: ExtractConfig,
+        weights_sha256: str,
+        device: str,
+        threads: int,
+        loader: PostLoader | None = None,
+    ) -> None:
         torch.set_num_threads(threads)
         backbone = load_backbone(
             cfg.backbone, allow_network=cfg.allow_network, bf16=cfg.bf16, device=device
         )
-        self._setup(backbone, weights_sha256, cfg.image_policy)
+        self._setup(backbone, weights_sha256, cfg.image_policy, loader)
 
-    def _setup(self, backbone: Backbone, weights_sha256: str, policy: str) -> None:
+    def _setup(
+        self, backbone: Backbone, weights_sha256: str, policy: str, loader: PostLoader | None
+    ) -> None:
         if backbone.weights_sha256 != weights_sha256:
             # another file at the same path on this node: its features would be foreign
             raise SemlocError(
                 f"backbone {backbone.path!r} on this Ray node has weights "
                 f"{backbone.weights_sha256[:12]}..., the driver's has {weights_sha256[:12]}..."
             )
-        self.backbone, self.policy = backbone, policy
+        self.backbone, self.policy, self.loader = backbone, policy, loader
         self.checked_bf16 = not backbone.bf16
+
+    def unpack(self, cell: bytes) -> tuple[_BatchSpec, LoadedBatch]:
+        """A row's batch, loaded here when this actor decodes (`loader`), else by a Ray task."""
+        if self.loader is None:
+            return pickle.loads(cell)
+        spec: _BatchSpec = pickle.loads(cell)
+        return spec, _load_spec(spec, self.loader)
 
     def encode(self, spec: _BatchSpec, loaded: LoadedBatch) -> EncodedPosts | str:
         """The batch's features (its outcomes updated in `spec`), or the `fail` policy's message."""
@@ -285,7 +329,7 @@ class _ClipActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []
         for cell in batch["payload"]:
-            spec, loaded = pickle.loads(cell)
+            spec, loaded = self.unpack(cell)
             out.append(_payload(([spec], self.encode(spec, loaded))))
         return {"payload": np.array(out, dtype=object)}
 
@@ -303,6 +347,7 @@ class _PredictActor(_ClipActor):
         device: str,
         threads: int,
         batch_size: int,
+        loader: PostLoader | None = None,
     ) -> None:
         from semloc.prediction import load_run_backbone
         from semloc.runs import load_run
@@ -312,7 +357,7 @@ class _PredictActor(_ClipActor):
         backbone = load_run_backbone(
             self.run, backbone_override, allow_network=cfg.allow_network, device=device
         )
-        self._setup(backbone, weights_sha256, cfg.image_policy)
+        self._setup(backbone, weights_sha256, cfg.image_policy, loader)
         self.dtype = self.run.feature_header["dtype"]
         self.batch_size = max(1, batch_size)
 
@@ -320,7 +365,7 @@ class _PredictActor(_ClipActor):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         specs, enc = [], EncodedPosts()
         for cell in batch["payload"]:
-            spec, loaded = pickle.loads(cell)
+            spec, loaded = self.unpack(cell)
             result = self.encode(spec, loaded)
             if isinstance(result, str):
                 return {"payload": np.array([_payload(([spec], result))], dtype=object)}
@@ -349,7 +394,8 @@ def _pipeline(
     rows_per_call: int = 1,
 ) -> Iterator[tuple[list[_BatchSpec], Any]]:
     """(specs, actor result) of every actor call (`rows_per_call` CLIP batches each), in
-    completion order."""
+    completion order. The batches are loaded by Ray tasks, or by the actors themselves when
+    `plan.decode_in_actor` (`loader` is then passed to the actor's constructor)."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -358,7 +404,10 @@ def _pipeline(
     ds = ray.data.from_items(
         [{"payload": _payload(s)} for s in specs], override_num_blocks=len(specs)
     )
-    ds = ds.map(_load_batch, fn_kwargs={"loader": loader})
+    if plan.decode_in_actor:
+        actor_kwargs = {**actor_kwargs, "loader": loader}
+    else:
+        ds = ds.map(_load_batch, fn_kwargs={"loader": loader})
     ds = ds.map_batches(
         actor,
         fn_constructor_kwargs=actor_kwargs,
@@ -433,7 +482,7 @@ def run_ray_extraction(
     if not job.batches:
         return job.finish(records=inputs.records_summary(data_cfg))
     with job.progress() as progress, ray_session(cfg.ray_address):
-        plan = plan_actors(cfg.device, num_actors)
+        plan = plan_actors(cfg.device, num_actors, cfg.ray_decode)
         actor_kwargs = {
             "cfg": cfg,
             "weights_sha256": backbone.weights_sha256,
@@ -496,7 +545,7 @@ def run_ray_prediction(
     outcomes = [post_outcome(i, p) for i, p in enumerate(inputs.posts)]
     parts: list[Predictions] = []
     with extraction_progress(cfg.progress, n, 0) as progress, ray_session(cfg.ray_address):
-        plan = plan_actors(device or cfg.device, num_actors)
+        plan = plan_actors(device or cfg.device, num_actors, cfg.ray_decode)
         actor_kwargs = {
             "run": str(resolve_checkpoint(run).resolve()),
             "backbone_override": backbone_override,

@@ -141,6 +141,37 @@ def test_diagnose_reads_slices_from_a_file(trained, capsys):
     assert "| sgmft `run` |" in out and "π_image" in out
 
 
+def test_text_path_withholds_every_picture(trained, capsys):
+    from semloc.demo.diagnose import main as diagnose
+    from semloc.features.store import FeatureStore
+    from semloc.prediction import predict_store
+    from semloc.runs import load_run
+
+    world, run = trained
+    store, loaded = FeatureStore(world.store.root), load_run(run)
+    both = predict_store(loaded, store)
+    text = predict_store(loaded, store, withhold_images=True)
+    # the text path: no picture's weight and no gate anywhere
+    assert np.all(text.extras["modality_weights"][:, 1] == 0)
+    assert np.all(text.extras["gate"] == 0)
+    assert np.any(both.extras["modality_weights"][:, 1] > 0)
+    # posts without a picture score the same either way; the others do not
+    no_pic = both.extras["modality_weights"][:, 1] == 0
+    assert no_pic.any() and (~no_pic).any()
+    np.testing.assert_allclose(text.logits[no_pic], both.logits[no_pic], atol=1e-5)
+    assert not np.allclose(text.logits[~no_pic], both.logits[~no_pic], atol=1e-3)
+
+    args = ["--slices", str(world.slices_file), "--store", str(world.store.root), "--split", "dev"]
+    assert diagnose([*args, "--text-path", str(run)]) == 0
+    out = capsys.readouterr().out
+    table = out.split("Text path alone (every picture withheld)")[1]
+    row = next(line for line in table.splitlines() if line.startswith("| sgmft `run` |"))
+    first = out.split("Accuracy (%) per slice of the split:")[1]
+    row_both = next(line for line in first.splitlines() if line.startswith("| sgmft `run` |"))
+    # the no_image column (last) is the same post set scored the same way
+    assert row.split("|")[-2] == row_both.split("|")[-2]
+
+
 def test_diagnose_names_bad_slice_rows(trained, tmp_path, capsys):
     from semloc.demo.diagnose import main as diagnose
 

@@ -126,18 +126,28 @@ def predict_store(
     batch_size: int = 256,
     device: str = "cpu",
     progress: bool = False,
+    withhold_images: bool = False,
 ) -> Predictions:
     """The run's predictions for `indices` of a store (default: every post), in store order.
 
     The store must hold the features the run was trained on (same CLIP, preprocessing, dtype);
-    a different one is refused with the exact difference."""
+    a different one is refused with the exact difference. `withhold_images` scores every post as
+    if it had no picture: the model's text path alone, what it would say if it fell back to the
+    text entirely (a diagnostic; `semloc.demo.diagnose --text-path`)."""
+    import torch
+
     from semloc.features.loader import make_loader
     from semloc.features.store import label_map_for
 
     store.check_compatible(run.feature_header, what=f"run {run.path}")
     idx = np.arange(len(store)) if indices is None else np.asarray(indices)
     loader = make_loader(store, idx, batch_size, label_map=label_map_for(store, run.labels))
-    return model_outputs(run.model, loader, device, temperature=run.temperature, progress=progress)
+    batches = (
+        (replace(b, image_present=torch.zeros_like(b.image_present)) for b in loader)
+        if withhold_images
+        else loader
+    )
+    return model_outputs(run.model, batches, device, temperature=run.temperature, progress=progress)
 
 
 def store_prediction_columns(

@@ -7,7 +7,11 @@ about it, this module reports
 - how well the CLIP's text-picture cosine (the coarse similarity SG-MFT is guided by) separates
   posts with a related picture from posts with an unrelated one (ROC AUC; 0.5 = blind), and
 - each run's accuracy on clean posts, on posts with an unrelated picture, with an uninformative
-  text and without a picture, on one split (test by default).
+  text and without a picture, on one split (test by default);
+- with `--text-path`, each run's accuracy per slice with every picture withheld: its text path
+  alone. Set against the first table it says whether a fusion model loses on unrelated-picture
+  posts because it does not fall back to the text enough (the text path alone scores higher) or
+  because its text path is weak (it does not).
 
 Where that ground truth comes from:
 
@@ -244,9 +248,15 @@ def similarity_report(store: Any, truth: dict[str, Truth], split: str = "test") 
 
 
 def slice_scores(
-    run_dir: str | Path, store: Any, truth: dict[str, Truth], split: str = "test"
+    run_dir: str | Path,
+    store: Any,
+    truth: dict[str, Truth],
+    split: str = "test",
+    *,
+    withhold_images: bool = False,
 ) -> dict[str, Any]:
-    """One run's accuracy and macro-F1 on each slice of `split` (see SLICES)."""
+    """One run's accuracy and macro-F1 on each slice of `split` (see SLICES); with
+    `withhold_images`, of its text path alone (every post scored as if it had no picture)."""
     from semloc.metrics import classification_metrics
     from semloc.prediction import predict_store
     from semloc.probes.pooled import labelled
@@ -258,7 +268,7 @@ def slice_scores(
     if idx.size == 0:
         raise SemlocError(f"the '{split}' posts of {store.root} carry no labels")
     store.check_labels(run.labels, idx, what=f"run {run.path}")
-    preds = predict_store(run, store, idx)
+    preds = predict_store(run, store, idx, withhold_images=withhold_images)
     truths = _truth_for(store, preds.index, truth)
     y_pred = preds.logits.argmax(1)
     out: dict[str, Any] = {"run": str(run.path), "model": run.meta["model_name"], "slices": {}}
@@ -286,8 +296,12 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
 
-def render(sim: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
-    """Both reports as Markdown."""
+def render(
+    sim: dict[str, Any],
+    runs: Sequence[dict[str, Any]],
+    text_paths: Sequence[dict[str, Any]] = (),
+) -> str:
+    """The reports as Markdown (`text_paths`: `slice_scores(..., withhold_images=True)`)."""
     lines = [
         f"Coarse similarity on the {sim['split']} split ({sim['posts']} posts): cosine of CLIP's "
         "pooled text and picture embeddings.",
@@ -306,19 +320,25 @@ def render(sim: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
         f"Related vs unrelated picture, ROC AUC of the cosine: {_fmt(auc)} "
         f"(posts with an informative text: {_fmt(auc_inf)}; 0.5 = blind).",
     ]
-    if runs:
-        names = [n for n, _ in SLICES]
-        counts = runs[0]["slices"]
+    names = [n for n, _ in SLICES]
+    for title, scored in (
+        ("Accuracy (%) per slice of the split:", runs),
+        ("Text path alone (every picture withheld), accuracy (%) per slice:", text_paths),
+    ):
+        if not scored:
+            continue
+        counts = scored[0]["slices"]
         lines += [
             "",
-            "Accuracy (%) per slice of the split:",
+            title,
             "",
             "| run | " + " | ".join(f"{n} ({counts[n]['posts']})" for n in names) + " |",
             "|---|" + "---|" * len(names),
         ]
-        for r in runs:
+        for r in scored:
             cells = " | ".join(_pct(r["slices"][n]["accuracy"]) for n in names)
             lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
+    if runs:
         guided = [r for r in runs if "mean_image_weight" in r["slices"]["all"]]
         if guided:
             lines += [
@@ -369,6 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slice-column", default="slice", help="column of --slices (slice)")
     parser.add_argument("--store", required=True, help="the posts' feature store")
     parser.add_argument("--split", default="test", help="split to report (default test)")
+    parser.add_argument(
+        "--text-path",
+        action="store_true",
+        help="also score each run with every picture withheld (its text path alone)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.world:
@@ -378,10 +403,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = FeatureStore(args.store)
         sim = similarity_report(store, truth, args.split)
         runs = [slice_scores(r, store, truth, args.split) for r in args.runs]
+        text_paths = [
+            slice_scores(r, store, truth, args.split, withhold_images=True)
+            for r in (args.runs if args.text_path else [])
+        ]
     except SemlocError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sys.stdout.write(render(sim, runs))
+    sys.stdout.write(render(sim, runs, text_paths))
     return 0
 
 

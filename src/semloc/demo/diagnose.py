@@ -350,14 +350,19 @@ def render(
             ]
             for r in guided:
                 cells = " | ".join(
-                    f"{r['slices'][n].get('mean_image_weight', 0):.2f} / "
-                    f"{r['slices'][n].get('mean_gate', 0):.2f}"
+                    f"{_mean(r['slices'][n], 'mean_image_weight')} / "
+                    f"{_mean(r['slices'][n], 'mean_gate')}"
                     if r["slices"][n]["posts"]
                     else "–"
                     for n in names
                 )
                 lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
     return "\n".join(lines) + "\n"
+
+
+def _mean(row: dict[str, Any], key: str) -> str:
+    # a model without the quantity (the unguided transformer has no gate) shows "–", not 0
+    return f"{row[key]:.2f}" if key in row else "–"
 
 
 def _run_label(run: str) -> str:

@@ -408,10 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = FeatureStore(args.store)
         sim = similarity_report(store, truth, args.split)
         runs = [slice_scores(r, store, truth, args.split) for r in args.runs]
-        text_paths = [
-            slice_scores(r, store, truth, args.split, withhold_images=True)
-            for r in (args.runs if args.text_path else [])
-        ]
+        text_paths = (
+            [slice_scores(r, store, truth, args.split, withhold_images=True) for r in args.runs]
+            if args.text_path
+            else []
+        )
     except SemlocError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -46,7 +46,10 @@ def test_same_seed_same_result_and_other_seed_differs(store, tmp_path):
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
-@pytest.mark.parametrize("extra", [[], ["train.scalar_lr_scale=30"]])  # 2 and 3 param groups
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["train.scalar_lr_scale=30"], ["train.swap_pictures=0.5"]],  # 2/3 param groups, swaps
+)
 def test_resume_continues_exactly(store, tmp_path, extra):
     full = train_run(store.root, cfg("train.epochs=3", *extra), tmp_path / "full")
     # an interruption after epoch 1 of 3: run the first epoch only (same schedule), then resume

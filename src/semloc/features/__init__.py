@@ -1,6 +1,13 @@
 """Cached frozen-encoder features: the store format, its reader/writer and batch loading."""
 
-from semloc.features.batch import FeatureBatch, FeatureDims
+from semloc.features.batch import FeatureBatch, FeatureDims, swap_pictures
 from semloc.features.store import FeatureStore, FeatureStoreWriter, ShardData
 
-__all__ = ["FeatureBatch", "FeatureDims", "FeatureStore", "FeatureStoreWriter", "ShardData"]
+__all__ = [
+    "FeatureBatch",
+    "FeatureDims",
+    "FeatureStore",
+    "FeatureStoreWriter",
+    "ShardData",
+    "swap_pictures",
+]

@@ -75,3 +75,31 @@ class FeatureBatch:
                 for v in [getattr(self, f.name)]
             }
         )
+
+
+def swap_pictures(batch: FeatureBatch, fraction: float, generator: torch.Generator) -> FeatureBatch:
+    """Mismatch augmentation: give `fraction` of the posts with a picture another post's picture.
+
+    The posts with a picture are put in a random order and each takes the picture (image tokens
+    and pooled image embedding) of the next one in that order (the last takes the first's), so no
+    post keeps its own; then each keeps its new picture with probability `fraction` and its own
+    otherwise. Labels, texts and `image_present` are unchanged: the label stays the text's, so a
+    model learns that a picture unrelated to its text says nothing about the label. Fewer than
+    two posts with a picture: the batch is returned unchanged. Draws come from `generator` only.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction={fraction} must be in [0, 1]")
+    with_picture = torch.nonzero(batch.image_present.bool().cpu(), as_tuple=False)[:, 0]
+    if fraction == 0.0 or len(with_picture) < 2:
+        return batch
+    order = with_picture[torch.randperm(len(with_picture), generator=generator)]
+    swap = torch.rand(len(order), generator=generator) < fraction
+    rows, donors = order[swap], order.roll(-1)[swap]
+    if len(rows) == 0:
+        return batch
+    device = batch.image_tokens.device
+    rows, donors = rows.to(device), donors.to(device)
+    image_tokens, image_embed = batch.image_tokens.clone(), batch.image_embed.clone()
+    image_tokens[rows] = batch.image_tokens[donors]
+    image_embed[rows] = batch.image_embed[donors]
+    return replace(batch, image_tokens=image_tokens, image_embed=image_embed)

@@ -74,6 +74,18 @@ def test_auxiliary_terms_only_in_training(name):
     assert tiny_model(name, unimodal_supervision=0.0).train()(batch).auxiliary is None
 
 
+def test_each_model_has_its_own_default():
+    # unset (None): SG-MFT trains with deep supervision at 1.0, the unguided transformer without
+    batch = random_batch(6, missing_image=0.3, seed=2)
+    assert ModelConfig().unimodal_supervision is None
+    sgmft = tiny_model("sgmft", unimodal_supervision=None).train()(batch)
+    assert [t.weight for t in sgmft.auxiliary] == [1.0, 1.0]
+    assert (
+        tiny_model("cross_transformer", unimodal_supervision=None).train()(batch).auxiliary is None
+    )
+    assert load_config(None, []).model.unimodal_supervision is None
+
+
 def test_option_adds_no_parameters_and_leaves_inference_alone():
     batch = random_batch(6, missing_image=0.3, seed=2)
     on, off = tiny_model(), tiny_model(unimodal_supervision=0.0)
@@ -267,11 +279,19 @@ FAST = [
 def test_trainer_adds_the_term_and_a_checkpoint_with_it_loads_and_predicts(store, tmp_path):
     from semloc.prediction import predict_store
 
-    off = train_run(store.root, load_config(None, FAST), tmp_path / "off")
+    off = train_run(
+        store.root, load_config(None, [*FAST, "model.unimodal_supervision=0"]), tmp_path / "off"
+    )
     cfg = load_config(None, [*FAST, "model.unimodal_supervision=1.0"])
     on = train_run(store.root, cfg, tmp_path / "on")
     # same seed, same batches, same first forward pass: the trained objective differs
     assert on.history[0]["train_loss"] > off.history[0]["train_loss"]
+    # unset, SG-MFT takes its own default (1.0): the same run as asking for 1.0
+    default = train_run(store.root, load_config(None, FAST), tmp_path / "default")
+    assert default.history == [
+        {**h, "seconds": d["seconds"], "train_posts_per_s": d["train_posts_per_s"]}
+        for h, d in zip(on.history, default.history, strict=True)
+    ]
     run = load_run(tmp_path / "on")
     state = torch.load(tmp_path / "on" / "best.pt", weights_only=True)
     assert saved_config(state).model.unimodal_supervision == 1.0

@@ -317,6 +317,8 @@ class CrossTransformer(SGMFT):
             fine_similarity="none",
             similarity_weighting=False,
             fusion="sfm",
+            # its own default: deep supervision measured below it on dev (docs/model.md)
+            unimodal_supervision=cfg.unimodal_supervision or 0.0,
         )
         super().__init__(plain, dims, num_classes)
 

@@ -505,6 +505,11 @@ class ConcatFusion(nn.Module):
 # the model
 
 
+# deep supervision's weight when model.unimodal_supervision is None (docs/model.md, "Deep
+# supervision becomes SG-MFT's default"); the unguided transformer's own default is 0
+UNIMODAL_SUPERVISION_DEFAULT = 1.0
+
+
 class SGMFT(nn.Module):
     """Projection -> similarities -> SIM layers -> SFM -> classifier.
 
@@ -626,7 +631,11 @@ class SGMFT(nn.Module):
         # deep supervision: the same head on z_t and z_v as training-only auxiliary terms. With
         # the SFM, f = pi_t z_t + pi_v z_v and a linear head, so the fused logits are
         # pi_t head(z_t) + pi_v head(z_v): a closing pi falls back to a trained text classifier.
-        self.unimodal_supervision = float(cfg.unimodal_supervision)
+        self.unimodal_supervision = (
+            UNIMODAL_SUPERVISION_DEFAULT
+            if cfg.unimodal_supervision is None
+            else float(cfg.unimodal_supervision)
+        )
 
     def forward(self, batch: FeatureBatch, return_token_similarity: bool = False) -> ModelOutput:
         present = batch.image_present.bool()  # (B,)
@@ -726,7 +735,8 @@ def _check_config(cfg: ModelConfig) -> None:
         raise ConfigError("model.sim_layers and model.fusion_layers must be >= 0")
     if not (cfg.token_temperature > 0 and math.isfinite(cfg.token_temperature)):
         raise ConfigError(f"model.token_temperature={cfg.token_temperature} must be > 0")
-    if not (cfg.unimodal_supervision >= 0 and math.isfinite(cfg.unimodal_supervision)):
+    lam = cfg.unimodal_supervision
+    if lam is not None and not (lam >= 0 and math.isfinite(lam)):
         raise ConfigError(
             f"model.unimodal_supervision={cfg.unimodal_supervision} must be a finite number >= 0"
         )

@@ -2,6 +2,7 @@
 
     python bench/bench_ray.py [--posts 384] [--actors 2] [--batch-size 32] [--shard-size 64]
                               [--rounds 2] [--size small|b32] [--ray-decode both|actors|tasks]
+                              [--small-posts N]
 
 Same run, same inputs, same CLIP (random weights, fp32; `small`: ViT-B/32's layout at reduced
 width and depth, `b32`: ViT-B/32's compute, where the towers rather than decoding are the work), both engines in interleaved rounds with the best of each figure kept, so
@@ -12,8 +13,10 @@ load from other jobs on a shared machine hits both alike. Per engine:
     loading its CLIP); then the same in a running Ray session (actors still start per run);
   * CPU cost: CPU seconds per post over this process and all its descendants (decoding workers,
     Ray's actors, tasks and daemons), read from /proc: overall, and split into a per-post part
-    (each engine extracts half the posts and then all of them; the extra CPU over the extra posts)
-    and a fixed part. On a machine shared with other jobs the wall-clock figures favour whichever
+    (each engine extracts a few posts, `--small-posts`, and then all of them; the extra CPU over
+    the extra posts) and a fixed part. The wider the gap between the two, the less the run-to-run
+    jitter of each CPU reading moves the per-post figure (half and all of 384 posts moved it by
+    about +-10 ms/post between runs). On a machine shared with other jobs the wall-clock figures favour whichever
     engine runs more processes (it gets a larger share of the cores) and jitter with the other
     jobs; CPU seconds hardly depend on either.
 
@@ -21,8 +24,8 @@ Prints the Ray / single-process ratios (target >= 0.8), the Ray overhead per pos
 ratio (the towers alone on one thread, CPU seconds per post, over Ray's per-post CPU: each actor
 runs the CLIP on one thread; target >= 0.85), each engine's per-post CPU split by process
 (the driver, Ray's CLIP actors, its decoding tasks, idle workers, daemons), and checks that the
-stores are identical. `--ray-decode both` (the default) runs the Ray engine twice, decoding inside
-the actors (`extract.ray_decode=actors`, the CPU default) and in Ray tasks (`tasks`), so the two
+stores are identical. `--ray-decode both` (the default) runs the Ray engine twice, decoding in Ray
+tasks (`extract.ray_decode=tasks`, what `auto` does) and inside the actors (`actors`), so the two
 are compared in one run; the end-to-end (cold) figure is the first one's.
 """
 
@@ -115,7 +118,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best time kept")
     ap.add_argument("--ray-decode", choices=["both", "actors", "tasks"], default="both",
                     help="where Ray decodes images (extract.ray_decode); both: each, compared")  # fmt: skip
+    ap.add_argument("--small-posts", type=int, default=None,
+                    help="posts of the small extraction the per-post CPU is taken against "
+                         "(default: a sixth of --posts)")  # fmt: skip
     args = ap.parse_args()
+    small = args.posts // 6 if args.small_posts is None else args.small_posts
+    if not 0 < small < args.posts:
+        ap.error(f"--small-posts {small} must be between 0 and --posts {args.posts}")
 
     import ray
     from transformers.utils import logging as hf_logging
@@ -136,7 +145,7 @@ def main() -> None:
         num_images = 64
         for i in range(num_images):
             make_photo(i, sizes[i % len(sizes)]).save(work / "img" / f"{i}.jpg", quality=88)
-        write_posts(work / "half.jsonl", texts[: args.posts // 2], num_images)
+        write_posts(work / "small.jsonl", texts[:small], num_images)
         write_posts(work / "full.jsonl", texts, num_images)
         cfg = ExtractConfig(backbone=str(clip), batch_size=args.batch_size,
                             shard_size=args.shard_size, num_workers=args.num_workers,
@@ -147,7 +156,7 @@ def main() -> None:
               f"batch {args.batch_size}, shard {args.shard_size}; torch "
               f"{torch.__version__}, {torch.get_num_threads()} threads in this process")  # fmt: skip
 
-        modes = ["actors", "tasks"] if args.ray_decode == "both" else [args.ray_decode]
+        modes = ["tasks", "actors"] if args.ray_decode == "both" else [args.ray_decode]
         engines = ["local"] + [f"ray-{m}" for m in modes]
         roles: dict[tuple[str, str], dict[str, float]] = {}  # CPU by role, the cheapest round
 
@@ -167,7 +176,7 @@ def main() -> None:
                 roles[engine, name] = meter.by_role
             return wall, cpu
 
-        n, half = args.posts, args.posts // 2
+        n = args.posts
         # cold: what one command costs, start-up included (the Ray instance is new)
         cold_local = measure("local", "full")[0]
         t0 = time.perf_counter()
@@ -182,7 +191,7 @@ def main() -> None:
             # warm: interleaved rounds in the running session, best of each kept
             for _ in range(args.rounds):
                 for engine in engines:
-                    for name in ("half", "full"):
+                    for name in ("small", "full"):
                         w, c = measure(engine, name)
                         key = (engine, name)
                         wall[key] = min(wall.get(key, float("inf")), w)
@@ -190,12 +199,12 @@ def main() -> None:
         ray.shutdown()
 
         def figures(engine: str) -> dict[str, float]:
-            marginal_cpu = (cpu[engine, "full"] - cpu[engine, "half"]) / (n - half)
+            marginal_cpu = (cpu[engine, "full"] - cpu[engine, "small"]) / (n - small)
             return {
                 "e2e": n / wall[engine, "full"],
                 "cpu_ms": cpu[engine, "full"] / n * 1e3,
                 "marginal_cpu_ms": marginal_cpu * 1e3,
-                "fixed_cpu": cpu[engine, "half"] - marginal_cpu * half,
+                "fixed_cpu": cpu[engine, "small"] - marginal_cpu * small,
             }
 
         lo = figures("local")
@@ -224,9 +233,9 @@ def main() -> None:
                   f"{lo['cpu_ms'] / ra['cpu_ms']:.2f}, marginal "
                   f"{lo['marginal_cpu_ms'] / ra['marginal_cpu_ms']:.2f} (per-post part)")  # fmt: skip
         for engine in engines:
-            full, part = roles[engine, "full"], roles[engine, "half"]
+            full, part = roles[engine, "full"], roles[engine, "small"]
             split = sorted(
-                ((role, (full.get(role, 0.0) - part.get(role, 0.0)) / (n - half) * 1e3)
+                ((role, (full.get(role, 0.0) - part.get(role, 0.0)) / (n - small) * 1e3)
                  for role in set(full) | set(part)),
                 key=lambda r: -r[1],
             )  # fmt: skip

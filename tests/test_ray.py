@@ -63,15 +63,16 @@ SCRIPT = textwrap.dedent(
 
     with ray_session(""):
         facts["decode_in_actor"] = {
-            mode: plan_actors("cpu", None, mode).decode_in_actor for mode in ("auto", "tasks")
+            mode: plan_actors("cpu", None, mode).decode_in_actor
+            for mode in ("auto", "tasks", "actors")
         }
         if "resume" in args["steps"]:
-            # the driver dies after 2 of 3 shards are committed, decoding in Ray tasks; then the
-            # same command again, decoding inside the actors (the default on CPU)
-            tasks_cfg = ExtractConfig(**{**args["cfg"], "ray_decode": "tasks"})
+            # the driver dies after 2 of 3 shards are committed, decoding inside the actors; then
+            # the same command again, decoding in Ray tasks (the default)
+            actors_cfg = ExtractConfig(**{**args["cfg"], "ray_decode": "actors"})
             try:
                 run_ray_extraction(
-                    args["posts"], out / "resumed", tasks_cfg, on_shard=crash_after(2)
+                    args["posts"], out / "resumed", actors_cfg, on_shard=crash_after(2)
                 )
             except Crash:
                 pass
@@ -254,8 +255,8 @@ def test_ray_store_after_a_driver_crash_and_rerun_equals_the_single_process_stor
     inputs: dict[str, Any], default_runs: dict[str, Any]
 ) -> None:
     resumed = default_runs
-    # on CPU actors decode by default; the crashed run decoded in tasks, the re-run in the actors
-    assert resumed["decode_in_actor"] == {"auto": True, "tasks": False}
+    # Ray tasks decode by default; the crashed run decoded in the actors, the re-run in tasks
+    assert resumed["decode_in_actor"] == {"auto": False, "tasks": False, "actors": True}
     # every shard computed by Ray workers, committed in whatever order they finished, none twice
     num_shards = -(-NUM_POSTS // 8)
     assert len(resumed["after_crash"]) == 2

@@ -155,8 +155,8 @@ class ExtractConfig:
     engine: Literal["local", "ray"] = "local"
     ray_address: str = ""  # empty = start a local Ray instance
     # where the Ray engine decodes and resizes images: in Ray tasks feeding the CLIP actors, or
-    # inside each actor (no object-store round trip of pixels); auto = actors on CPU-only
-    # pools, tasks when the actors have GPUs (`semloc.scale.ray_extract.plan_actors`)
+    # inside each actor (no object-store round trip of pixels); auto = tasks, which cost less
+    # CPU per post (`semloc.scale.ray_extract.plan_actors`, docs/scale.md)
     ray_decode: Literal["auto", "actors", "tasks"] = "auto"
     progress: bool = True
     device: str = "auto"  # where the towers run: auto (cuda when present) | cpu | cuda | cuda:N

@@ -208,8 +208,9 @@ def plan_actors(
     single-threaded actor per CPU core.
 
     `decode` (`extract.ray_decode`): "tasks" decodes and resizes images in Ray tasks that feed
-    the actors, "actors" inside each actor, "auto" in the actors when they run on CPU and in tasks
-    when they have GPUs (a GPU actor would idle while it decodes; several CPUs per GPU keep it fed).
+    the actors, "actors" inside each actor; "auto" is tasks: a GPU actor would idle while it
+    decodes, and on CPU actors decoding in them cost 13-19 CPU-ms/post more than in tasks in
+    two measured runs (docs/scale.md). "actors" spares the object store each batch's pixels.
 
     A CPU actor reserves half a CPU: on a small machine, actors reserving whole CPUs leave Ray
     Data no CPU to schedule the decoding tasks on and the pipeline stalls; physically each actor
@@ -235,7 +236,7 @@ def plan_actors(
         num_gpus=0,
         num_cpus=0.5,
         threads=1,
-        decode_in_actor=decode != "tasks",
+        decode_in_actor=decode == "actors",
     )
 
 

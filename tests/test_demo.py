@@ -264,3 +264,29 @@ def test_captions_web_pairs_come_from_another_world_never_the_demo_posts(tmp_pat
     assert "--clip-data captions+posts" in demo_command(DemoOptions(clip_data="captions+posts"))
     with pytest.raises(SemlocError, match="web world"):
         write_clip_pairs(world, out, "captions+web")
+
+
+def test_runs_key_follows_what_the_runs_compute(tmp_path, monkeypatch):
+    # an upgrade that adds a setting or changes a default, or an edited config file, must start
+    # fresh cells: the grid refuses cells computed with other settings
+    import semloc.config
+    from semloc.demo.pipeline import DemoOptions, runs_key
+
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  weight_decay: 0.01\n")
+    opts = DemoOptions(config_file=config)
+    key = runs_key(opts, "store", ["train.epochs=8"])
+    assert runs_key(opts, "store", ["train.epochs=8"]) == key  # stable
+    assert runs_key(opts, "store", ["train.epochs=9"]) != key
+    config.write_text("train:\n  weight_decay: 0.02\n")  # the same file, other content
+    assert runs_key(opts, "store", ["train.epochs=8"]) != key
+    plain = runs_key(DemoOptions(), "store", [])
+    load = semloc.config.load_config
+
+    def newer_semloc(*args, **kwargs):  # the same ask resolves to another default
+        cfg = load(*args, **kwargs)
+        cfg.train.warmup_fraction = 0.1
+        return cfg
+
+    monkeypatch.setattr(semloc.config, "load_config", newer_semloc)
+    assert runs_key(DemoOptions(), "store", []) != plain

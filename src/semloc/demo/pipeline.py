@@ -488,21 +488,30 @@ def demo_grid(opts: DemoOptions, store: Path, prompts: Path) -> dict[str, Any]:
     return grid
 
 
+def runs_key(opts: DemoOptions, store_key: str, overrides: list[str]) -> str:
+    """The key of the demo's runs directory: what the runs compute (the store, the config file,
+    the overrides and the config they resolve to), so changing an override or the config file's
+    content, or a newer semloc changing a default or adding a setting, starts a fresh set of
+    cells instead of colliding with cells computed otherwise (which the grid would refuse)."""
+    from semloc.config import config_to_dict, load_config
+
+    return _key(
+        {
+            "store": store_key,
+            "config": str(opts.config_file) if opts.config_file else None,
+            "overrides": overrides,
+            "resolved": config_to_dict(load_config(opts.config_file, overrides)),
+            "version": PIPELINE_VERSION,
+        }
+    )
+
+
 def _stage_models(opts: DemoOptions, store: Path, store_key: str) -> Any:
     from semloc.experiment import run_grid
 
     prompts = write_demo_prompts(opts.workdir / "prompts.yaml")
     grid = demo_grid(opts, store, prompts)
-    # runs are keyed by what they compute, so changing an override starts a fresh set of cells
-    # instead of colliding with the cells of another setting
-    key = _key(
-        {
-            "store": store_key,
-            "config": str(opts.config_file) if opts.config_file else None,
-            "overrides": grid["overrides"],
-            "version": PIPELINE_VERSION,
-        }
-    )
+    key = runs_key(opts, store_key, grid["overrides"])
     # per-run plots (confusion, per-class F1) cost seconds each; the quick run skips them
     return run_grid(grid, opts.workdir / "runs" / key, plots=not opts.quick)
 

@@ -505,8 +505,9 @@ class ConcatFusion(nn.Module):
 # the model
 
 
-# deep supervision's weight when model.unimodal_supervision is None (docs/model.md, "Deep
-# supervision becomes SG-MFT's default"); the unguided transformer's own default is 0
+# deep supervision's weight when model.unimodal_supervision is None (docs/model.md, "Mismatch
+# augmentation, and deep supervision becomes SG-MFT's default"); the unguided transformer's own
+# default is 0 (`CrossTransformer`)
 UNIMODAL_SUPERVISION_DEFAULT = 1.0
 
 

@@ -63,6 +63,7 @@ VARIANTS = {
     "channel,film_dropout=0.5": {"fine_similarity": "channel", "film_dropout": 0.5},
     "channel,film_gate=True": {"fine_similarity": "channel", "film_gate": True},
     "coarse_attention=prefix": {"coarse_attention": "prefix"},
+    "text_token_dropout=0.5": {"text_token_dropout": 0.5},
 }
 
 
@@ -332,6 +333,7 @@ def test_golden():
         "film_dropout": 0.0,
         "film_gate": False,
         "coarse_attention": "interpolation",
+        "text_token_dropout": 0.0,
     }
     config = dataclasses.asdict(TINY)
     assert {k: config[k] for k in newer} == newer
@@ -572,6 +574,29 @@ def test_build_model():
 def test_bad_config(changes):
     with pytest.raises(ConfigError, match="model\\."):
         SGMFT(dataclasses.replace(TINY, **changes), TINY_DIMS, 4)
+
+
+def test_text_token_dropout_acts_in_training_only():
+    # a post without a picture is classified from z_t alone; with the token part dropped (p close
+    # to 1, seeded) that is the pooled text embedding's projection, whatever its tokens say
+    batch = random_batch(6, missing_image=1.0, seed=4)
+    other = dataclasses.replace(batch, text_tokens=batch.text_tokens + 1.0)
+    model = tiny_model(text_token_dropout=0.999, dropout=0.0).train()
+    torch.manual_seed(0)
+    a = model(batch).logits
+    torch.manual_seed(0)
+    b = model(other).logits
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    model.eval()  # at inference the tokens count, as without the option
+    assert not torch.allclose(model(batch).logits, model(other).logits)
+    with torch.no_grad():
+        outputs_equal(model(batch), tiny_model(dropout=0.0)(batch))
+    for bad in (
+        {"text_token_dropout": 1.0},
+        {"text_token_dropout": 0.5, "pooled_embeddings": False},
+    ):
+        with pytest.raises(ConfigError, match="text_token_dropout"):
+            tiny_model(**bad)
 
 
 if __name__ == "__main__":

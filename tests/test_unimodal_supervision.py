@@ -163,7 +163,11 @@ def regenerate_golden() -> None:
 
 def test_golden():
     data = json.loads(GOLDEN.read_text(encoding="utf-8"))
-    assert data["config"] == dataclasses.asdict(TINY)
+    # settings added after the file was written, at values that leave the outputs as they were
+    newer = {"text_token_dropout": 0.0}
+    config = dataclasses.asdict(TINY)
+    assert {k: config[k] for k in newer} == newer
+    assert data["config"] == {k: v for k, v in config.items() if k not in newer}
     actual = golden_outputs(golden_batch())
     assert actual.keys() == data["outputs"].keys()
     for name, expected in data["outputs"].items():

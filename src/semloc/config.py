@@ -74,6 +74,9 @@ class ModelConfig:
     # term weight x cross-entropy added to the loss; 0 = off (no effect on the model or outputs);
     # None = the model's own default, measured on dev: 1.0 for sgmft, 0.0 for cross_transformer
     unimodal_supervision: float | None = None
+    # training only: each post's token part of the pooled text feature z_t is dropped with this
+    # probability, leaving the pooled CLIP text embedding's projection (needs pooled_embeddings)
+    text_token_dropout: float = 0.0
     token_temperature: float = 0.1  # tau in softmax(E / tau) of the token-level variant
     max_text_tokens: int = 77  # positional table size for models that embed token positions
 
@@ -391,6 +394,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "model.film_rank": (0, None, False, False),
     "model.film_dropout": (0, 1, False, True),
     "model.unimodal_supervision": (0, None, False, False),
+    "model.text_token_dropout": (0, 1, False, True),
     "model.max_text_tokens": (1, None, False, False),
     "train.epochs": (1, None, False, False),
     "train.batch_size": (1, None, False, False),

@@ -399,13 +399,14 @@ class SimilarityAwareFusion(nn.Module):
         prior: bool = False,
         embed_dim: int | None = None,
         prior_init: float = 1.0,
+        token_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             CrossModalBlock(dim, num_heads, hidden, dropout) for _ in range(num_layers)
         )
         self.norm_t, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.pooled = None if embed_dim is None else PooledEmbeddings(embed_dim, dim)
+        self.pooled = None if embed_dim is None else PooledEmbeddings(embed_dim, dim, token_dropout)
         self.weighting = self.prior_scale = None
         if weighting:
             self.weighting = nn.Sequential(
@@ -455,17 +456,25 @@ class PooledEmbeddings(nn.Module):
     """The pooled CLIP embeddings into the pooled features: z_t + LN(u W_u), z_v + LN(w W_w).
 
     Without it u and w reach the classifier only through s; a linear probe on them is one of the
-    strongest baselines, so the fusion gets them directly (weighted by pi like the rest of z)."""
+    strongest baselines, so the fusion gets them directly (weighted by pi like the rest of z).
 
-    def __init__(self, embed_dim: int, dim: int) -> None:
+    `token_dropout` (training only): each post's token part of z_t is dropped with this
+    probability, so the text side also learns to classify from the pooled text embedding alone
+    (an MLP on it generalises better than the token stream, which memorises training posts)."""
+
+    def __init__(self, embed_dim: int, dim: int, token_dropout: float = 0.0) -> None:
         super().__init__()
         self.text = nn.Sequential(nn.Linear(embed_dim, dim), nn.LayerNorm(dim))
         self.image = nn.Sequential(nn.Linear(embed_dim, dim), nn.LayerNorm(dim))
+        self.token_dropout = token_dropout
 
     def forward(
         self, z_t: torch.Tensor, z_v: torch.Tensor, u: torch.Tensor, w: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # u, w unit vectors (B, p); w is zero without image (z_v is then never used)
+        if self.training and self.token_dropout > 0:
+            keep = torch.rand(z_t.shape[0], 1, device=z_t.device) >= self.token_dropout  # (B, 1)
+            z_t = z_t * keep  # no rescaling: the pooled part is what remains, not a mean
         return z_t + self.text(u), z_v + self.image(w)
 
 
@@ -473,11 +482,16 @@ class ConcatFusion(nn.Module):
     """Ablation of the SFM: pooled features concatenated and mixed by an MLP sized like the SFM."""
 
     def __init__(
-        self, dim: int, hidden: int, dropout: float = 0.0, embed_dim: int | None = None
+        self,
+        dim: int,
+        hidden: int,
+        dropout: float = 0.0,
+        embed_dim: int | None = None,
+        token_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.norm_t, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.pooled = None if embed_dim is None else PooledEmbeddings(embed_dim, dim)
+        self.pooled = None if embed_dim is None else PooledEmbeddings(embed_dim, dim, token_dropout)
         self.mlp = nn.Sequential(
             nn.Linear(2 * dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
         )
@@ -606,6 +620,7 @@ class SGMFT(nn.Module):
                 prior=weighting and cfg.similarity_prior,
                 embed_dim=p if pooled else None,
                 prior_init=cfg.prior_scale_init,
+                token_dropout=cfg.text_token_dropout,
             )
 
         full_sfm = _param_count(lambda: sfm(True, True))
@@ -626,7 +641,7 @@ class SGMFT(nn.Module):
             width = _matched_width(
                 lambda w: ConcatFusion(d, w, cfg.dropout, pooled_dim), hidden, full_sfm
             )
-            self.fusion = ConcatFusion(d, width, cfg.dropout, pooled_dim)
+            self.fusion = ConcatFusion(d, width, cfg.dropout, pooled_dim, cfg.text_token_dropout)
 
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d, num_classes))
         # deep supervision: the same head on z_t and z_v as training-only auxiliary terms. With
@@ -736,6 +751,13 @@ def _check_config(cfg: ModelConfig) -> None:
         raise ConfigError("model.sim_layers and model.fusion_layers must be >= 0")
     if not (cfg.token_temperature > 0 and math.isfinite(cfg.token_temperature)):
         raise ConfigError(f"model.token_temperature={cfg.token_temperature} must be > 0")
+    if not 0 <= cfg.text_token_dropout < 1:
+        raise ConfigError(f"model.text_token_dropout={cfg.text_token_dropout} must be in [0, 1)")
+    if cfg.text_token_dropout > 0 and not cfg.pooled_embeddings:
+        raise ConfigError(
+            "model.text_token_dropout needs model.pooled_embeddings=true: it drops the token part "
+            "of the pooled text feature, which is all of it without the pooled embedding"
+        )
     lam = cfg.unimodal_supervision
     if lam is not None and not (lam >= 0 and math.isfinite(lam)):
         raise ConfigError(

@@ -155,7 +155,7 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
     """Bar chart of macro-F1 per model (one store), or macro-F1 against x (a series)."""
     import matplotlib.pyplot as plt
 
-    from semloc.plots import model_color, save_figure  # sets the Agg backend
+    from semloc.plots import model_colors, save_figure  # sets the Agg backend
 
     if grid.is_series:
         # left: macro-F1 against x; right: the same relative to each model's value at the
@@ -165,9 +165,10 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
         x0 = min(s.x for s in grid.stores if s.x is not None)
         # each model in its own fixed colour (the same in every plot), SG-MFT drawn heavier,
         # training-free baselines dashed
+        colors = model_colors([m.name for m in grid.models])
         for model in grid.models:
             style = {
-                "color": model_color(model.name),
+                "color": colors[model.name],
                 "linestyle": "-" if model.kind == "train" else "--",
                 "linewidth": 2.6 if model.name == "sgmft" else 1.4,
                 "zorder": 3 if model.name == "sgmft" else 2,
@@ -204,7 +205,8 @@ def plot_results(grid: Grid, rows: Rows, out: Path) -> Path:
         means = [r["macro_f1"]["mean"] for r in rows]
         stds = [r["macro_f1"]["std"] for r in rows]
         fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(rows) + 2), 4.5))
-        colors = [model_color(r["model"]) for r in rows]
+        palette = model_colors(list(dict.fromkeys(names)))
+        colors = [palette[name] for name in names]
         ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
         for i, (m, sd) in enumerate(zip(means, stds, strict=True)):  # above the error bar
             ax.text(i, m + sd + 0.01, f"{m * 100:.1f}", ha="center", va="bottom", fontsize=8)

@@ -56,6 +56,23 @@ def model_color(name: str) -> str:
     return _SPARE_COLORS[zlib.crc32(name.encode()) % len(_SPARE_COLORS)]
 
 
+def model_colors(names: Sequence[str]) -> dict[str, str]:
+    """Each name's `model_color`, except that two names not listed never share a colour in one
+    plot: a name whose pick is taken takes the next spare colour not in use (while any is
+    left)."""
+    colors = {name: _MODEL_COLORS[name] for name in names if name in _MODEL_COLORS}
+    for name in names:
+        if name in colors:
+            continue
+        pick = model_color(name)
+        free = [c for c in _SPARE_COLORS if c not in colors.values()]
+        if pick in colors.values() and free:
+            start = _SPARE_COLORS.index(pick)
+            pick = min(free, key=lambda c: (_SPARE_COLORS.index(c) - start) % len(_SPARE_COLORS))
+        colors[name] = pick
+    return colors
+
+
 def plot_confusion(
     matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str = ""
 ) -> Path:
@@ -140,8 +157,9 @@ def plot_clip_curves(
     point field on the horizontal axis (``train_cpu_seconds``, ``train_seconds`` or ``steps``).
     Each build keeps one colour in both panels."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    colors = model_colors(list(curves))
     for name, points in curves.items():
-        color = model_color(name)
+        color = colors[name]
         xs = [p[x] for p in points]
         auc = [p.get("related_vs_unrelated_auroc") for p in points]
         r1 = [p.get("r_at_1") for p in points]

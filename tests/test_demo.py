@@ -266,6 +266,59 @@ def test_captions_web_pairs_come_from_another_world_never_the_demo_posts(tmp_pat
         write_clip_pairs(world, out, "captions+web")
 
 
+def test_web_posts_sizes_the_web_world_and_uses_every_pair(tmp_path):
+    """`--clip-web-posts N`: the web world has N posts and every one with a picture and a text
+    is a training pair; 0 keeps the earlier rule (and the earlier builds' cache key)."""
+    import dataclasses
+
+    from semloc.demo.pipeline import (
+        DEMO_WEB_POSTS,
+        DemoOptions,
+        check_options,
+        clip_identity,
+        demo_command,
+        web_world_config,
+        world_config,
+        write_clip_pairs,
+    )
+    from semloc.demo.world import make_world
+
+    opts = DemoOptions(quick=True, web_posts=300)
+    cfg, web = world_config(opts), web_world_config(opts)
+    assert web.num_posts == 300 and dataclasses.replace(web, seed=cfg.seed, num_posts=120) == cfg
+    world, web_dir = tmp_path / "world", tmp_path / "web"
+    make_world(world, cfg, progress=False)
+    make_world(web_dir, web, progress=False)
+    web_posts = [json.loads(line) for line in (web_dir / "posts.jsonl").read_text().splitlines()]
+    paired = [p for p in web_posts if p.get("image") and p["text"].strip()]
+    assert len(web_posts) == 300 and len(paired) > 120
+
+    def web_rows(every: bool) -> list[dict]:
+        out = tmp_path / f"pairs-{every}.jsonl"
+        write_clip_pairs(world, out, "captions+web", web_dir, every_web_post=every)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        return [r for r in rows if "related" not in r and "filterable" not in r]
+
+    every, earlier = web_rows(True), web_rows(False)
+    assert len(every) == len(paired)
+    assert sorted(r["caption"] for r in every) == sorted(p["text"] for p in paired)
+    assert earlier == every[: len(earlier)] and len(earlier) < len(every)
+
+    legacy = DemoOptions(quick=True)  # the quick demo keeps the earlier rule
+    assert "web_posts" not in clip_identity(legacy, "w")
+    assert clip_identity(DemoOptions(), "w")["web_posts"] == DEMO_WEB_POSTS == 16_000
+    assert clip_identity(DemoOptions(), "w")["pretrain"]["epochs"] == 2
+    assert web_world_config(DemoOptions()).num_posts == DEMO_WEB_POSTS
+    assert clip_identity(DemoOptions(quick=True, web_posts=0), "w") == clip_identity(legacy, "w")
+    assert clip_identity(opts, "w")["web_posts"] == 300
+    assert "web_posts" not in clip_identity(dataclasses.replace(opts, clip_data="captions"), "w")
+    assert "--clip-web-posts 300" in demo_command(opts)
+    assert "--clip-web-posts" not in demo_command(legacy)
+    for bad in (-1, 1.5, True, "300", 1):  # 1: no world has a single post
+        with pytest.raises(SemlocError, match=r"web posts|web world of 1 posts"):
+            check_options(DemoOptions(quick=True, web_posts=bad))
+
+
 def test_runs_key_follows_what_the_runs_compute(tmp_path, monkeypatch):
     # an upgrade that adds a setting or changes a default, or an edited config file, must start
     # fresh cells: the grid refuses cells computed with other settings

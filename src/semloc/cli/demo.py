@@ -53,11 +53,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the captions alone",
     )
     parser.add_argument(
+        "--clip-web-posts",
+        type=int,
+        metavar="N",
+        help="posts in the second world captions+web learns from, every one with a picture and "
+        "a text a training pair (0: a world the demo's size, as many pairs as the demo has "
+        "training posts, the rule before 2026-12-06; default 16000; docs/demo.md)",
+    )
+    parser.add_argument(
         "--clip-epochs",
         type=int,
         metavar="N",
-        help="pretraining epochs of the demo CLIP (default 8): a longer build aligns text and "
-        "pictures better and takes proportionally longer (docs/demo.md)",
+        help="pretraining epochs of the demo CLIP (default 2): a longer build takes "
+        "proportionally longer; what it buys is in docs/demo.md",
     )
     parser.add_argument(
         "--clip-filter",
@@ -125,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         config_file=Path(args.config) if args.config else None,
         backbone=Path(args.backbone) if args.backbone else None,
         clip_data=args.clip_data,
+        web_posts=args.clip_web_posts,
         overrides=list(args.overrides),
         pretrain={
             **({} if args.clip_epochs is None else {"epochs": args.clip_epochs}),

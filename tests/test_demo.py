@@ -170,7 +170,7 @@ def test_clip_epochs_flag_reaches_the_pretraining_and_the_command():
     opts = DemoOptions(pretrain={"epochs": 20})
     assert clip_configs(opts)[0].epochs == 20
     assert "--clip-epochs 20" in demo_command(opts)
-    assert clip_configs(DemoOptions())[0].epochs == 8
+    assert clip_configs(DemoOptions())[0].epochs == 2  # the default since 2026-12-06
 
 
 def test_clip_filter_flag_reaches_the_pretraining_the_key_and_the_command():

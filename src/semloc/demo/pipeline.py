@@ -269,10 +269,8 @@ def check_options(opts: DemoOptions) -> None:
     check_config(clip_configs(opts)[0])
     check_clip_data(opts.clip_data)
     size = opts.web_posts
-    if size is not None and not (isinstance(size, int) and not isinstance(size, bool)):
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         raise SemlocError(f"web posts must be an integer >= 0, got {size!r}")
-    if size is not None and size < 0:
-        raise SemlocError(f"web posts must be an integer >= 0, got {size}")
     if opts.clip_data == "captions+web" and web_posts(opts):
         try:
             world_config(dataclasses.replace(opts, posts=web_posts(opts)))  # a world that size

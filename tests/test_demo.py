@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -317,6 +318,10 @@ def test_web_posts_sizes_the_web_world_and_uses_every_pair(tmp_path):
     for bad in (-1, 1.5, True, "300", 1):  # 1: no world has a single post
         with pytest.raises(SemlocError, match=r"web posts|web world of 1 posts"):
             check_options(DemoOptions(quick=True, web_posts=bad))
+    for data in ("captions", "captions+posts"):  # an explicit size there would go unused
+        with pytest.raises(SemlocError, match=rf"only used with clip data.*{re.escape(data)}"):
+            check_options(DemoOptions(quick=True, web_posts=300, clip_data=data))
+    check_options(DemoOptions(quick=True, clip_data="captions"))  # no size given: fine
 
 
 def test_runs_key_follows_what_the_runs_compute(tmp_path, monkeypatch):

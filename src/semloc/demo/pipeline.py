@@ -271,6 +271,11 @@ def check_options(opts: DemoOptions) -> None:
     size = opts.web_posts
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         raise SemlocError(f"web posts must be an integer >= 0, got {size!r}")
+    if size is not None and opts.clip_data != "captions+web":
+        raise SemlocError(
+            f"web posts ({size}) are only used with clip data 'captions+web', "
+            f"not {opts.clip_data!r}"
+        )
     if opts.clip_data == "captions+web" and web_posts(opts):
         try:
             world_config(dataclasses.replace(opts, posts=web_posts(opts)))  # a world that size

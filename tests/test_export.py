@@ -95,8 +95,14 @@ def test_sgmft_onnx_equals_pytorch_on_the_store(exported):
             ["model.coarse_attention=prefix"],
             ["logits", "similarity", "gate", "modality_weights"],
         ),
+        # the text fallback's mixture (log of a sum, -inf weight without picture) and its r
+        (
+            "sgmft",
+            ["model.text_fallback=true"],
+            ["logits", "similarity", "gate", "modality_weights", "picture_match"],
+        ),
     ],
-    ids=["gmu", "sgmft-prefix"],
+    ids=["gmu", "sgmft-prefix", "sgmft-text-fallback"],
 )
 def test_other_models_onnx_equal_pytorch(exported, tmp_path, model, overrides, outputs):
     run = tmp_path / model

@@ -37,6 +37,7 @@ from semloc.models.sgmft import (
     _param_count,
     masked_mean,
 )
+from semloc.training.trainer import auxiliary_loss
 
 try:
     from helpers_model import TINY_DIMS, VIT_B32_DIMS, random_batch
@@ -64,6 +65,7 @@ VARIANTS = {
     "channel,film_gate=True": {"fine_similarity": "channel", "film_gate": True},
     "coarse_attention=prefix": {"coarse_attention": "prefix"},
     "text_token_dropout=0.5": {"text_token_dropout": 0.5},
+    "text_fallback=True": {"text_fallback": True},
 }
 
 
@@ -334,6 +336,7 @@ def test_golden():
         "film_gate": False,
         "coarse_attention": "interpolation",
         "text_token_dropout": 0.0,
+        "text_fallback": False,
     }
     config = dataclasses.asdict(TINY)
     assert {k: config[k] for k in newer} == newer
@@ -407,7 +410,10 @@ def test_missing_image_ignores_image_slots(variant):
         out = model(b, return_token_similarity=True)
         F.cross_entropy(out.logits, b.labels).backward()
         outs.append(out)
-        grads.append([p.grad.clone() for p in model.parameters()])
+        # (the text fallback's match MLP learns from its own terms only: no grad here)
+        grads.append(
+            [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()]
+        )
     outputs_equal(outs[0], outs[1])
     for g_clean, g_garbage in zip(*grads, strict=True):
         assert torch.isfinite(g_garbage).all()
@@ -498,7 +504,9 @@ def test_ablation_forward_backward(variant):
     model = tiny_model(**VARIANTS[variant]).train()
     out = model(batch)
     assert torch.isfinite(out.logits).all()
-    F.cross_entropy(out.logits, batch.labels).backward()
+    loss = F.cross_entropy(out.logits, batch.labels)
+    aux = auxiliary_loss(out, batch.labels, torch.nn.CrossEntropyLoss())  # the trainer's sum
+    (loss if aux is None else loss + aux).backward()
     for name, p in model.named_parameters():
         # parameters given back to a variant must be used, not dead weight
         assert p.grad is not None, f"{name} gets no gradient"

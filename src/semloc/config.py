@@ -77,6 +77,12 @@ class ModelConfig:
     # training only: each post's token part of the pooled text feature z_t is dropped with this
     # probability, leaving the pooled CLIP text embedding's projection (needs pooled_embeddings)
     text_token_dropout: float = 0.0
+    # similarity-aware fallback to the text (sgmft): a linear text classifier on u and a
+    # picture-match probability r = P(the picture belongs to the text | s, the text classifier's
+    # confidence), learned against in-batch mismatched pictures; the output is the mixture
+    # r p_fused + (1 - r) p_text (r = 0 without picture). r learns only from the mismatches, so
+    # a fused path that memorises training posts cannot teach it to trust their pictures
+    text_fallback: bool = False
     token_temperature: float = 0.1  # tau in softmax(E / tau) of the token-level variant
     max_text_tokens: int = 77  # positional table size for models that embed token positions
 

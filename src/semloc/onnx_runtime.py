@@ -47,7 +47,7 @@ FEATURE_INPUTS: tuple[str, ...] = (
     "text_embed",
     "image_embed",
 )
-EXPLANATION_OUTPUTS: tuple[str, ...] = ("similarity", "gate", "modality_weights")
+EXPLANATION_OUTPUTS: tuple[str, ...] = ("similarity", "gate", "modality_weights", "picture_match")
 _NUMPY_DTYPES = {"float32": np.float32, "bool": np.bool_, "int64": np.int64}
 
 

@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 
 from semloc.features.batch import FeatureBatch
 
-# per-post explanation outputs a model may return besides its logits (SG-MFT returns all three)
-EXPLANATION_FIELDS = ("similarity", "gate", "modality_weights")
+# per-post explanation outputs a model may return besides its logits (SG-MFT returns the first
+# three, and picture_match with model.text_fallback)
+EXPLANATION_FIELDS = ("similarity", "gate", "modality_weights", "picture_match")
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

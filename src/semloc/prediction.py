@@ -343,7 +343,7 @@ def prediction_columns(
     def extra(values: np.ndarray) -> list[Any]:
         return [float(values[row_of[i]]) if i in row_of else None for i in range(n)]
 
-    for name in ("similarity", "gate"):
+    for name in ("similarity", "gate", "picture_match"):  # the last: model.text_fallback
         if name in preds.extras:
             out[name] = extra(preds.extras[name])
     if "modality_weights" in preds.extras:

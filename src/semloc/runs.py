@@ -540,6 +540,7 @@ LEGACY_MODEL_SETTINGS = {
     "pooled_embeddings": False,
     "similarity_std": 1.0,
     "unimodal_supervision": 0.0,
+    "text_fallback": False,
 }
 
 

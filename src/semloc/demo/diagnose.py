@@ -289,6 +289,9 @@ def slice_scores(
         if "modality_weights" in preds.extras:
             w = preds.extras["modality_weights"][mask, 1]
             out["slices"][name]["mean_image_weight"] = float(np.mean(w))
+        if "picture_match" in preds.extras:  # the text fallback's r
+            r = preds.extras["picture_match"][mask]
+            out["slices"][name]["mean_picture_match"] = float(np.mean(r))
     return out
 
 
@@ -354,6 +357,21 @@ def render(
                     f"{_mean(r['slices'][n], 'mean_gate')}"
                     if r["slices"][n]["posts"]
                     else "–"
+                    for n in names
+                )
+                lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
+        fallback = [r for r in runs if "mean_picture_match" in r["slices"]["all"]]
+        if fallback:
+            lines += [
+                "",
+                "The text fallback's picture-match probability (mean r) per slice:",
+                "",
+                "| run | " + " | ".join(names) + " |",
+                "|---|" + "---|" * len(names),
+            ]
+            for r in fallback:
+                cells = " | ".join(
+                    _mean(r["slices"][n], "mean_picture_match") if r["slices"][n]["posts"] else "–"
                     for n in names
                 )
                 lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")

@@ -12,11 +12,15 @@ import torch
 class AuxiliaryLogits:
     """An extra training term: `weight` x cross-entropy of `logits` (B, C) on the rows where
     `mask` (B,) bool is True, normalised per post of the batch like the main loss (see
-    `semloc.training.trainer.auxiliary_loss`). Only training reads it."""
+    `semloc.training.trainer.auxiliary_loss`). Only training reads it. `targets` (B,) are the
+    class indices the term is scored against: None = the batch's labels (with the main loss's
+    class weights and label smoothing); given, a plain cross-entropy on them (e.g. match / no
+    match)."""
 
     logits: torch.Tensor
     mask: torch.Tensor
     weight: float
+    targets: torch.Tensor | None = None
 
 
 @dataclass
@@ -27,6 +31,7 @@ class ModelOutput:
     gate              (B,)        coarse interpolation gate a = sigmoid(k (s - b))
     modality_weights  (B, 2)      SFM weights (pi_text, pi_image)
     token_similarity  (B, Nt, Nv) token-level cosine E of the last SIM layer (token variant)
+    picture_match     (B,)        P(the picture belongs to the text), the text fallback's r
     auxiliary         extra training terms (e.g. unimodal heads), None without; models return
                       them only in training mode, and evaluation, calibration, export and prediction ignore them
     """
@@ -37,6 +42,7 @@ class ModelOutput:
     modality_weights: torch.Tensor | None = None
     token_similarity: torch.Tensor | None = None
     auxiliary: tuple[AuxiliaryLogits, ...] | None = None
+    picture_match: torch.Tensor | None = None
 
 
 def nonempty(text_mask: torch.Tensor) -> torch.Tensor:

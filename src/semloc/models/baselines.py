@@ -319,6 +319,7 @@ class CrossTransformer(SGMFT):
             fusion="sfm",
             # its own default: deep supervision measured below it on dev (docs/model.md)
             unimodal_supervision=cfg.unimodal_supervision or 0.0,
+            text_fallback=False,  # driven by the similarity: guidance
         )
         super().__init__(plain, dims, num_classes)
 

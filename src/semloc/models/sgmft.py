@@ -515,6 +515,80 @@ class ConcatFusion(nn.Module):
         return self.mlp(torch.cat([z_t, z_v], dim=-1)), None, (z_t, z_v)  # (B, d)
 
 
+class TextFallback(nn.Module):
+    """Similarity-aware fallback to the text: p = r p_fused + (1 - r) p_text.
+
+    p_text is an MLP on the pooled text embedding u, like text_mlp (it sees one vector per post,
+    so it cannot memorise training posts the way the token streams do); r = sigmoid(MLP(s,
+    c)) is the probability that the picture belongs to the text, from the standardised cosine s
+    and the text classifier's confidence c (its largest log-probability: a low cosine with a
+    confident text points at an unrelated picture, with a vague text it is what a real pair
+    looks like). r is learned only by telling each post's own picture from another post's
+    (in-batch mismatches, training only) and is detached from the classification loss, so a
+    fused path that fits its training posts through an unrelated picture cannot teach r to
+    keep it. r = 0 for a post without picture. p_text learns by its own cross-entropy too.
+    """
+
+    def __init__(
+        self, embed_dim: int, num_classes: int, text_hidden: int, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.text_head = nn.Sequential(
+            nn.Linear(embed_dim, text_hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(text_hidden, num_classes),
+        )
+        self.match = nn.Sequential(nn.Linear(2, 16), nn.GELU(), nn.Linear(16, 1))
+        # AdamW moves each weight by about lr per step: at the demo's few hundred steps the MLP
+        # alone stays too flat for a cosine that separates well (slope ~0.5 per std where ~4
+        # fits); the gain lets it get there
+        self.match_gain = 4.0
+
+    def forward(
+        self,
+        fused_logits: torch.Tensor,
+        u: torch.Tensor,
+        w: torch.Tensor,
+        present: torch.Tensor,
+        standardise: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[AuxiliaryLogits, ...]]:
+        # fused_logits (B, C); u, w (B, p) unit (w zero without picture); present (B,) bool
+        # returns log p (B, C), r (B,) and the training terms
+        text_logits = self.text_head(u * math.sqrt(u.shape[-1]))  # (B, C); unit-RMS input
+        confidence = text_logits.detach().log_softmax(-1).amax(-1)  # (B,)
+
+        def match_logit(cosine: torch.Tensor) -> torch.Tensor:  # (B,) -> (B,)
+            x = torch.stack([standardise(cosine), confidence], -1)  # (B, 2)
+            return self.match_gain * self.match(x).squeeze(-1)
+
+        m = match_logit((u * w).sum(-1)).detach()  # (B,)
+        log_r = torch.where(present, F.logsigmoid(m), -math.inf)  # (B,)
+        log_not_r = torch.where(present, F.logsigmoid(-m), 0.0)  # (B,)
+        log_p = torch.logaddexp(
+            log_r[:, None] + fused_logits.log_softmax(-1),
+            log_not_r[:, None] + text_logits.log_softmax(-1),
+        )  # (B, C)
+        terms: tuple[AuxiliaryLogits, ...] = ()
+        if self.training:
+            terms = (AuxiliaryLogits(text_logits, torch.ones_like(present), 1.0),)
+            rows = present.nonzero().squeeze(1)  # posts with a picture
+            if len(rows) > 1:
+                # each post with a picture against the picture of the next one, in a random order
+                order = rows[torch.randperm(len(rows), device=rows.device)]
+                other = torch.zeros_like(present, dtype=torch.long)
+                other[order] = order.roll(1)
+                pos = match_logit((u * w).sum(-1))  # (B,)
+                neg = match_logit((u * w[other]).sum(-1))  # (B,)
+                zero = torch.zeros_like(pos)
+                ones = torch.ones_like(present, dtype=torch.long)
+                terms += (
+                    AuxiliaryLogits(torch.stack([zero, pos], -1), present, 0.5, ones),
+                    AuxiliaryLogits(torch.stack([zero, neg], -1), present, 0.5, ones * 0),
+                )
+        return log_p, torch.where(present, m.sigmoid(), 0.0), terms
+
+
 # ----------------------------------------------------------------------------------------------
 # the model
 
@@ -644,6 +718,9 @@ class SGMFT(nn.Module):
             self.fusion = ConcatFusion(d, width, cfg.dropout, pooled_dim, cfg.text_token_dropout)
 
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d, num_classes))
+        self.fallback = (
+            TextFallback(p, num_classes, hidden, cfg.dropout) if cfg.text_fallback else None
+        )
         # deep supervision: the same head on z_t and z_v as training-only auxiliary terms. With
         # the SFM, f = pi_t z_t + pi_v z_v and a linear head, so the fused logits are
         # pi_t head(z_t) + pi_v head(z_v): a closing pi falls back to a trained text classifier.
@@ -671,7 +748,7 @@ class SGMFT(nn.Module):
         e = torch.where(present[:, None], u * w, 0.0)  # (B, p)
         s = e.sum(-1)  # (B,) = cos(u, w)
 
-        s_std = (s - self.similarity_center) / self.similarity_std  # (B,) standardised
+        s_std = self.standardise(s)  # (B,)
         s_std = torch.where(present, s_std, 0.0)
 
         gate = gate_logit = None
@@ -702,21 +779,30 @@ class SGMFT(nn.Module):
             fusion_gate = gate if gate is not None else torch.where(present, 0.5, 0.0)
         f, pi, (z_t, z_v) = self.fusion(x_t, x_v, text_mask, present, s_std, fusion_gate, u, w)
         logits = self.head(f)  # (B, C)
-        auxiliary = None
+        auxiliary: tuple[AuxiliaryLogits, ...] = ()
         if self.training and self.unimodal_supervision > 0:
             weight = self.unimodal_supervision
             auxiliary = (
                 AuxiliaryLogits(self.head(z_t), torch.ones_like(present), weight),  # (B, C)
                 AuxiliaryLogits(self.head(z_v), present, weight),  # only posts with a picture
             )
+        match = None
+        if self.fallback is not None:
+            logits, match, terms = self.fallback(logits, u, w, present, self.standardise)
+            auxiliary += terms
         return ModelOutput(
             logits=logits,
             similarity=s,
             gate=gate,
             modality_weights=pi,
             token_similarity=sim,
-            auxiliary=auxiliary,
+            auxiliary=auxiliary or None,
+            picture_match=match,
         )
+
+    def standardise(self, s: torch.Tensor) -> torch.Tensor:
+        """The cosine s (B,) standardised against its training distribution."""
+        return (s - self.similarity_center) / self.similarity_std
 
 
 # ----------------------------------------------------------------------------------------------

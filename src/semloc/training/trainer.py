@@ -69,13 +69,20 @@ def auxiliary_loss(
     denom = weight[labels].sum() if weight is not None else labels.new_tensor(len(labels)).float()
     total = None
     for term in out.auxiliary:
-        per_row = nn.functional.cross_entropy(
-            term.logits.float(),
-            labels,
-            weight=weight,
-            label_smoothing=loss_fn.label_smoothing,
-            reduction="none",
-        )  # (B,), class-weighted
+        if term.targets is None:
+            per_row = nn.functional.cross_entropy(
+                term.logits.float(),
+                labels,
+                weight=weight,
+                label_smoothing=loss_fn.label_smoothing,
+                reduction="none",
+            )  # (B,), class-weighted
+        else:  # its own targets: a plain cross-entropy, on the same per-post scale
+            per_row = nn.functional.cross_entropy(
+                term.logits.float(), term.targets, reduction="none"
+            )
+            if weight is not None:
+                per_row = per_row * weight[labels]  # keeps the denominator's per-post weights
         value = term.weight * torch.where(term.mask, per_row, 0.0).sum() / denom.clamp(min=1e-12)
         total = value if total is None else total + value
     return total

@@ -134,11 +134,20 @@ def test_training_terms():
     assert model.eval()(batch).auxiliary is None
 
 
-def test_one_picture_has_no_mismatch_to_learn_from():
+@pytest.mark.parametrize("pictures", [0, 1])
+def test_fewer_than_two_pictures_have_no_mismatch_to_learn_from(pictures):
     batch = random_batch(4, missing_image=0.0, seed=8)
-    batch.image_present[1:] = False
-    out = tiny_model().train()(batch)
-    assert len(out.auxiliary) == 1  # the text classifier's term only
+    batch.image_present[pictures:] = False
+    batch.image_embed[pictures:] = 0.0
+    model = tiny_model().train()
+    out = model(batch)
+    text, positive, negative = out.auxiliary
+    assert text.mask.all() and not positive.mask.any() and not negative.mask.any()
+    # the match terms add nothing, yet every parameter takes part in the step (DDP needs it)
+    loss = auxiliary_loss(out, batch.labels, nn.CrossEntropyLoss())
+    nn.functional.cross_entropy(out.logits, batch.labels).add(loss).backward()
+    assert all(p.grad is not None for p in model.fallback.match.parameters())
+    assert all((p.grad == 0).all() for p in model.fallback.match.parameters())
 
 
 def test_auxiliary_loss_with_targets_of_its_own():

@@ -562,7 +562,8 @@ class TextFallback(nn.Module):
             x = torch.stack([standardise(cosine), confidence], -1)  # (B, 2)
             return self.match_gain * self.match(x).squeeze(-1)
 
-        m = match_logit((u * w).sum(-1)).detach()  # (B,)
+        pos = match_logit((u * w).sum(-1))  # (B,) each post with its own picture
+        m = pos.detach()  # r never learns from the classification
         log_r = torch.where(present, F.logsigmoid(m), -math.inf)  # (B,)
         log_not_r = torch.where(present, F.logsigmoid(-m), 0.0)  # (B,)
         log_p = torch.logaddexp(
@@ -571,21 +572,24 @@ class TextFallback(nn.Module):
         )  # (B, C)
         terms: tuple[AuxiliaryLogits, ...] = ()
         if self.training:
-            terms = (AuxiliaryLogits(text_logits, torch.ones_like(present), 1.0),)
+            # each post with a picture against the picture of the next one, in a random order;
+            # with fewer than two pictures there is no mismatch, and the terms are masked out
+            # (still computed, so every parameter takes part in every step, as DDP needs)
+            index = torch.arange(len(present), device=present.device)
+            other = index.clone()
             rows = present.nonzero().squeeze(1)  # posts with a picture
             if len(rows) > 1:
-                # each post with a picture against the picture of the next one, in a random order
                 order = rows[torch.randperm(len(rows), device=rows.device)]
-                other = torch.zeros_like(present, dtype=torch.long)
                 other[order] = order.roll(1)
-                pos = match_logit((u * w).sum(-1))  # (B,)
-                neg = match_logit((u * w[other]).sum(-1))  # (B,)
-                zero = torch.zeros_like(pos)
-                ones = torch.ones_like(present, dtype=torch.long)
-                terms += (
-                    AuxiliaryLogits(torch.stack([zero, pos], -1), present, 0.5, ones),
-                    AuxiliaryLogits(torch.stack([zero, neg], -1), present, 0.5, ones * 0),
-                )
+            mask = present & (other != index)  # (B,)
+            neg = match_logit((u * w[other]).sum(-1))  # (B,)
+            zero = torch.zeros_like(pos)
+            ones = torch.ones_like(index)
+            terms = (
+                AuxiliaryLogits(text_logits, torch.ones_like(present), 1.0),
+                AuxiliaryLogits(torch.stack([zero, pos], -1), mask, 0.5, ones),
+                AuxiliaryLogits(torch.stack([zero, neg], -1), mask, 0.5, ones * 0),
+            )
         return log_p, torch.where(present, m.sigmoid(), 0.0), terms
 
 

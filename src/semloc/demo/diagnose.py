@@ -36,7 +36,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,40 +341,30 @@ def render(
         for r in scored:
             cells = " | ".join(_pct(r["slices"][n]["accuracy"]) for n in names)
             lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
-    if runs:
-        guided = [r for r in runs if "mean_image_weight" in r["slices"]["all"]]
-        if guided:
-            lines += [
-                "",
-                "Picture's weight in the fusion (mean π_image) and gate (mean a) per slice:",
-                "",
-                "| run | " + " | ".join(names) + " |",
-                "|---|" + "---|" * len(names),
-            ]
-            for r in guided:
-                cells = " | ".join(
-                    f"{_mean(r['slices'][n], 'mean_image_weight')} / "
-                    f"{_mean(r['slices'][n], 'mean_gate')}"
-                    if r["slices"][n]["posts"]
-                    else "–"
-                    for n in names
-                )
-                lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
-        fallback = [r for r in runs if "mean_picture_match" in r["slices"]["all"]]
-        if fallback:
-            lines += [
-                "",
-                "The text fallback's picture-match probability (mean r) per slice:",
-                "",
-                "| run | " + " | ".join(names) + " |",
-                "|---|" + "---|" * len(names),
-            ]
-            for r in fallback:
-                cells = " | ".join(
-                    _mean(r["slices"][n], "mean_picture_match") if r["slices"][n]["posts"] else "–"
-                    for n in names
-                )
-                lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
+
+    def per_slice(title: str, key: str, cell: Callable[[dict[str, Any]], str]) -> None:
+        # one row per run that reports `key`; "–" for an empty slice
+        having = [r for r in runs if key in r["slices"]["all"]]
+        if not having:
+            return
+        lines.extend(["", title, "", "| run | " + " | ".join(names) + " |"])
+        lines.append("|---|" + "---|" * len(names))
+        for r in having:
+            cells = " | ".join(
+                cell(r["slices"][n]) if r["slices"][n]["posts"] else "–" for n in names
+            )
+            lines.append(f"| {r['model']} `{_run_label(r['run'])}` | {cells} |")
+
+    per_slice(
+        "Picture's weight in the fusion (mean π_image) and gate (mean a) per slice:",
+        "mean_image_weight",
+        lambda row: f"{_mean(row, 'mean_image_weight')} / {_mean(row, 'mean_gate')}",
+    )
+    per_slice(
+        "The text fallback's picture-match probability (mean r) per slice:",
+        "mean_picture_match",
+        lambda row: _mean(row, "mean_picture_match"),
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -3,9 +3,12 @@ model they hold."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,14 @@ def nonempty(text_mask: torch.Tensor) -> torch.Tensor:
     first = torch.zeros_like(text_mask)
     first[:, 0] = True
     return text_mask | (first & ~text_mask.any(1, keepdim=True))
+
+
+def unit_rms(x: torch.Tensor) -> torch.Tensor:
+    """Direction of `x` (B, p) scaled to unit RMS entries; a zero row stays zero."""
+    return F.normalize(x, dim=-1) * math.sqrt(x.shape[-1])
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+    )

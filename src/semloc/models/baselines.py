@@ -37,16 +37,14 @@ by zeros before any layer sees them, and then
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from semloc.config import ModelConfig
 from semloc.errors import ConfigError
 from semloc.features.batch import FeatureBatch, FeatureDims
-from semloc.models.base import ModelOutput, nonempty
+from semloc.models.base import ModelOutput, mlp, nonempty, unit_rms
 from semloc.models.sgmft import SGMFT, TransformerLayer, masked_mean
 
 # ----------------------------------------------------------------------------------------------
@@ -68,11 +66,6 @@ def _check_sizes(cfg: ModelConfig, attention: bool = False) -> None:
         raise ConfigError("model.sim_layers must be >= 0")
 
 
-def unit_rms(x: torch.Tensor) -> torch.Tensor:
-    """Direction of `x` (B, p) scaled to unit RMS entries; a zero row stays zero."""
-    return F.normalize(x, dim=-1) * math.sqrt(x.shape[-1])
-
-
 def text_embedding(batch: FeatureBatch) -> torch.Tensor:
     return unit_rms(batch.text_embed)  # (B, p)
 
@@ -81,12 +74,6 @@ def image_embedding(batch: FeatureBatch) -> torch.Tensor:
     """The image embedding, zero for posts without an image (whatever their slots hold)."""
     present = batch.image_present.bool()[:, None]  # (B, 1)
     return unit_rms(torch.where(present, batch.image_embed, 0.0))  # (B, p)
-
-
-def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
-    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from torch import nn
 from semloc.config import ModelConfig
 from semloc.errors import ConfigError
 from semloc.features.batch import FeatureBatch, FeatureDims
-from semloc.models.base import AuxiliaryLogits, ModelOutput, nonempty
+from semloc.models.base import AuxiliaryLogits, ModelOutput, mlp, nonempty, unit_rms
 
 FINE_SIMILARITY = ("channel", "token", "none")
 COARSE_ATTENTION = ("interpolation", "prefix")
@@ -533,12 +533,7 @@ class TextFallback(nn.Module):
         self, embed_dim: int, num_classes: int, text_hidden: int, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        self.text_head = nn.Sequential(
-            nn.Linear(embed_dim, text_hidden),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(text_hidden, num_classes),
-        )
+        self.text_head = mlp(embed_dim, text_hidden, num_classes, dropout)  # as text_mlp's
         self.match = nn.Sequential(nn.Linear(2, 16), nn.GELU(), nn.Linear(16, 1))
         # AdamW moves each weight by about lr per step: at the demo's few hundred steps the MLP
         # alone stays too flat for a cosine that separates well (slope ~0.5 per std where ~4
@@ -550,19 +545,20 @@ class TextFallback(nn.Module):
         fused_logits: torch.Tensor,
         u: torch.Tensor,
         w: torch.Tensor,
+        s: torch.Tensor,
         present: torch.Tensor,
         standardise: Callable[[torch.Tensor], torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[AuxiliaryLogits, ...]]:
-        # fused_logits (B, C); u, w (B, p) unit (w zero without picture); present (B,) bool
-        # returns log p (B, C), r (B,) and the training terms
-        text_logits = self.text_head(u * math.sqrt(u.shape[-1]))  # (B, C); unit-RMS input
+        # fused_logits (B, C); u, w (B, p) unit (w zero without picture); s = cos(u, w) (B,);
+        # present (B,) bool; returns log p (B, C), r (B,) and the training terms
+        text_logits = self.text_head(unit_rms(u))  # (B, C)
         confidence = text_logits.detach().log_softmax(-1).amax(-1)  # (B,)
 
         def match_logit(cosine: torch.Tensor) -> torch.Tensor:  # (B,) -> (B,)
             x = torch.stack([standardise(cosine), confidence], -1)  # (B, 2)
             return self.match_gain * self.match(x).squeeze(-1)
 
-        pos = match_logit((u * w).sum(-1))  # (B,) each post with its own picture
+        pos = match_logit(s)  # (B,) each post with its own picture
         m = pos.detach()  # r never learns from the classification
         log_r = torch.where(present, F.logsigmoid(m), -math.inf)  # (B,)
         log_not_r = torch.where(present, F.logsigmoid(-m), 0.0)  # (B,)
@@ -792,7 +788,7 @@ class SGMFT(nn.Module):
             )
         match = None
         if self.fallback is not None:
-            logits, match, terms = self.fallback(logits, u, w, present, self.standardise)
+            logits, match, terms = self.fallback(logits, u, w, s, present, self.standardise)
             auxiliary += terms
         return ModelOutput(
             logits=logits,

@@ -309,6 +309,7 @@ def test_web_posts_sizes_the_web_world_and_uses_every_pair(tmp_path):
     assert "web_posts" not in clip_identity(legacy, "w")
     assert clip_identity(DemoOptions(), "w")["web_posts"] == DEMO_WEB_POSTS == 16_000
     assert clip_identity(DemoOptions(), "w")["pretrain"]["epochs"] == 2
+    assert clip_identity(DemoOptions(), "w")["scratch"]["layers"] == 2
     assert web_world_config(DemoOptions()).num_posts == DEMO_WEB_POSTS
     assert clip_identity(DemoOptions(quick=True, web_posts=0), "w") == clip_identity(legacy, "w")
     assert clip_identity(opts, "w")["web_posts"] == 300
@@ -322,6 +323,62 @@ def test_web_posts_sizes_the_web_world_and_uses_every_pair(tmp_path):
         with pytest.raises(SemlocError, match=rf"only used with clip data.*{re.escape(data)}"):
             check_options(DemoOptions(quick=True, web_posts=300, clip_data=data))
     check_options(DemoOptions(quick=True, clip_data="captions"))  # no size given: fine
+
+
+def test_web_captions_add_every_web_picture_with_its_caption(tmp_path):
+    """`--clip-web-captions`: captions+web also learns the web world's pictures with their
+    captions (never a demo post's, never filtered); off, the pairs and the cache key are the
+    earlier builds'."""
+    import dataclasses
+
+    from semloc.demo.pipeline import (
+        DemoOptions,
+        check_options,
+        clip_identity,
+        demo_command,
+        web_world_config,
+        world_config,
+        write_clip_pairs,
+    )
+    from semloc.demo.world import make_world
+
+    opts = DemoOptions(quick=True, web_posts=200, web_captions=True)
+    world, web_dir = tmp_path / "world", tmp_path / "web"
+    make_world(world, world_config(opts), progress=False)
+    make_world(web_dir, web_world_config(opts), progress=False)
+
+    def rows(with_captions: bool) -> list[dict]:
+        out = tmp_path / f"pairs-{with_captions}.jsonl"
+        write_clip_pairs(
+            world,
+            out,
+            "captions+web",
+            web_dir,
+            every_web_post=True,
+            with_web_captions=with_captions,
+        )
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+    plain, with_captions = rows(False), rows(True)
+    added = [r for r in with_captions if r not in plain]
+    captions = [json.loads(x) for x in (web_dir / "captions.jsonl").read_text().splitlines()]
+    assert len(with_captions) == len(plain) + len(captions) and len(added) == len(captions) > 100
+    assert sorted(r["caption"] for r in added) == sorted(c["caption"] for c in captions)
+    assert all(r["split"] == "train" and r["filterable"] is False for r in added)
+    web = (web_dir / "images").resolve()
+    assert all((tmp_path / r["image"]).resolve().parent == web for r in added)
+
+    off = dataclasses.replace(opts, web_captions=False)
+    assert clip_identity(opts, "w") == {**clip_identity(off, "w"), "web_captions": True}
+    assert "web_captions" not in clip_identity(dataclasses.replace(opts, web_captions=None), "w")
+    assert "--clip-web-captions" in demo_command(opts).split()
+    assert "--no-clip-web-captions" in demo_command(off).split()
+    for bad in (1, "yes"):
+        with pytest.raises(SemlocError, match="web captions must be true or false"):
+            check_options(dataclasses.replace(opts, web_captions=bad))
+    with pytest.raises(SemlocError, match=r"web captions are only used.*captions\+posts"):
+        check_options(DemoOptions(quick=True, web_captions=True, clip_data="captions+posts"))
+    check_options(DemoOptions(quick=True, web_captions=False, clip_data="captions"))
 
 
 def test_runs_key_follows_what_the_runs_compute(tmp_path, monkeypatch):

@@ -477,3 +477,22 @@ def test_least_related_and_bad_filter_settings(tmp_path):
         pretrain_clip(bad, tmp_path / "clip", _cfg(), scratch=TINY)
     assert "row 4" in " ".join(err.value.problems) and "filterable" in " ".join(err.value.problems)
     assert not (tmp_path / "clip").exists()
+
+
+def test_bad_scratch_sizes_are_refused_before_anything_is_written(tmp_path):
+    import dataclasses
+
+    pairs = write_pairs(tmp_path / "data")
+    for change, message in (
+        ({"layers": 0}, r"integer >= 1, got layers=0"),
+        ({"layers": -2, "heads": 1.5}, r"layers=-2, heads=1\.5"),
+        ({"layers": True}, r"layers=True"),
+        ({"text_width": 33}, "divisible by heads"),
+        ({"image_size": 30}, "multiple of patch_size"),
+    ):
+        with pytest.raises(SemlocError, match=message):
+            pretrain_clip(
+                pairs, tmp_path / "clip", _cfg(), scratch=dataclasses.replace(TINY, **change)
+            )
+        assert not (tmp_path / "clip").exists()
+        assert not list(tmp_path.glob(".clip.tmp-*"))

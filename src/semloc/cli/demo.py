@@ -61,6 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "training posts, the rule before 2026-12-06; default 16000; docs/demo.md)",
     )
     parser.add_argument(
+        "--clip-web-captions",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="captions+web also learns every web picture with its caption, the alt text real "
+        "web pairs come with (default: on; docs/demo.md)",
+    )
+    parser.add_argument(
+        "--clip-layers",
+        type=int,
+        metavar="N",
+        help="transformer layers per tower of the demo CLIP (default 2; the CLIP before "
+        "2026-12-07 is built again by --clip-layers 4 --clip-epochs 2 --no-clip-web-captions)",
+    )
+    parser.add_argument(
         "--clip-epochs",
         type=int,
         metavar="N",
@@ -134,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         backbone=Path(args.backbone) if args.backbone else None,
         clip_data=args.clip_data,
         web_posts=args.clip_web_posts,
+        web_captions=args.clip_web_captions,
         overrides=list(args.overrides),
+        scratch={} if args.clip_layers is None else {"layers": args.clip_layers},
         pretrain={
             **({} if args.clip_epochs is None else {"epochs": args.clip_epochs}),
             **({} if args.clip_filter is None else {"filter_fraction": args.clip_filter}),

@@ -629,6 +629,27 @@ def check_config(cfg: PretrainConfig) -> None:
         )
 
 
+def check_scratch(scratch: ScratchClipConfig) -> None:
+    """SemlocError for a from-scratch CLIP size that cannot be built."""
+    bad = [
+        f"{name}={value!r}"
+        for name, value in asdict(scratch).items()
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1
+    ]
+    if bad:
+        raise SemlocError(f"every CLIP size must be an integer >= 1, got {', '.join(bad)}")
+    if scratch.text_width % scratch.heads or scratch.vision_width % scratch.heads:
+        raise SemlocError(
+            f"CLIP widths ({scratch.text_width}, {scratch.vision_width}) must be divisible by "
+            f"heads={scratch.heads}"
+        )
+    if scratch.image_size % scratch.patch_size:
+        raise SemlocError(
+            f"CLIP image_size={scratch.image_size} must be a multiple of "
+            f"patch_size={scratch.patch_size}"
+        )
+
+
 def pretrain_clip(
     pairs: str | Path | Pairs,
     out_dir: str | Path,
@@ -651,6 +672,8 @@ def pretrain_clip(
     if out.exists() and not overwrite:
         raise SemlocError(f"{out} already exists; pass --overwrite to replace it, or another --out")
     check_config(cfg)
+    if init is None:
+        check_scratch(scratch)
     if not isinstance(pairs, Pairs):
         pairs = read_pairs(pairs, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
     t_start = time.perf_counter()

@@ -44,6 +44,7 @@ from semloc.clip.pretrain import (
     PretrainConfig,
     ScratchClipConfig,
     check_config,
+    check_scratch,
     pretrain_clip,
 )
 from semloc.demo import CLIP_DATA, DEFAULT_CLIP_DATA
@@ -65,7 +66,7 @@ DEMO_SCRATCH = ScratchClipConfig(
     text_width=128,
     vision_width=128,
     embed_dim=128,
-    layers=4,
+    layers=2,
     heads=4,
     image_size=96,
     patch_size=16,
@@ -73,8 +74,10 @@ DEMO_SCRATCH = ScratchClipConfig(
 )
 # lr 1.5e-3 rather than the library's 5e-4 from scratch: at the same 8 epochs, held-out R@1 5.1%
 # vs 4.3% and dev AUROC 0.701 vs 0.687 (one build each, docs/demo.md); 2 epochs over the
-# DEMO_WEB_POSTS web world (258 steps; 8 epochs, 304 steps, on the smaller data before:
-# `--clip-web-posts 0 --clip-epochs 8` builds that CLIP again); eval_every=1 writes curve.json
+# DEMO_WEB_POSTS web world and its captions (484 steps) with 2 layers per tower: dev AUROC 0.78
+# against 0.73-0.76 for the 4-layer towers without web captions (258 steps, the default until
+# 2026-12-07), for less CPU time (seeds 0-1); 3 epochs give 0.80-0.81 but take the demo to 9.6
+# minutes (docs/demo.md, "Web captions and shallower towers"); eval_every=1 writes curve.json
 # (held-out R@1 and AUROC after every epoch)
 DEMO_PRETRAIN = PretrainConfig(epochs=2, batch_size=128, lr=1.5e-3, eval_every=1, augment=False)
 # every trained model gets the same trainer settings; sizes stay at the library defaults except
@@ -111,6 +114,10 @@ WEB_SEED_OFFSET = 1_000_003
 # demo's)
 DEMO_WEB_POSTS = 16_000
 QUICK_WEB_POSTS = 0
+# captions+web also learns the web pictures' captions (the alt texts real web pairs come with):
+# with them a build of the same cost ranks related above unrelated pictures better (docs/demo.md)
+DEMO_WEB_CAPTIONS = True
+QUICK_WEB_CAPTIONS = False
 
 QUICK_POSTS = 120
 QUICK_SCRATCH = ScratchClipConfig(
@@ -170,6 +177,9 @@ class DemoOptions:
     # pair; 0: a world the demo's size, as many pairs as the demo has training posts; None: the
     # default (DEMO_WEB_POSTS, QUICK_WEB_POSTS)
     web_posts: int | None = None
+    # captions+web also learns every web picture's caption (the alt text web pairs come with);
+    # None: the default (DEMO_WEB_CAPTIONS, QUICK_WEB_CAPTIONS)
+    web_captions: bool | None = None
     pretrain: dict[str, Any] = field(default_factory=dict)  # PretrainConfig overrides
     scratch: dict[str, Any] = field(default_factory=dict)  # ScratchClipConfig overrides
     progress: bool = True
@@ -266,7 +276,10 @@ def check_options(opts: DemoOptions) -> None:
         isinstance(opts.pretrain["epochs"], int) and opts.pretrain["epochs"] >= 1
     ):
         raise SemlocError(f"clip epochs must be an integer >= 1, got {opts.pretrain['epochs']!r}")
-    check_config(clip_configs(opts)[0])
+    pretrain, scratch = clip_configs(opts)
+    check_config(pretrain)
+    if opts.backbone is None:
+        check_scratch(scratch)
     check_clip_data(opts.clip_data)
     size = opts.web_posts
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
@@ -275,6 +288,13 @@ def check_options(opts: DemoOptions) -> None:
         raise SemlocError(
             f"web posts ({size}) are only used with clip data 'captions+web', "
             f"not {opts.clip_data!r}"
+        )
+    captions = opts.web_captions
+    if captions is not None and not isinstance(captions, bool):
+        raise SemlocError(f"web captions must be true or false, got {captions!r}")
+    if captions and opts.clip_data != "captions+web":
+        raise SemlocError(
+            f"web captions are only used with clip data 'captions+web', not {opts.clip_data!r}"
         )
     if opts.clip_data == "captions+web" and web_posts(opts):
         try:
@@ -316,6 +336,13 @@ def web_posts(opts: DemoOptions) -> int:
     return QUICK_WEB_POSTS if opts.quick else DEMO_WEB_POSTS
 
 
+def web_captions(opts: DemoOptions) -> bool:
+    """Whether `captions+web` also learns the web world's captions."""
+    if opts.web_captions is not None:
+        return opts.web_captions
+    return QUICK_WEB_CAPTIONS if opts.quick else DEMO_WEB_CAPTIONS
+
+
 def web_world_config(opts: DemoOptions) -> Any:
     """The world `captions+web` takes its (picture, post) pairs from: the demo world's settings
     with another seed, so other posts by other people, none of which the models train or are
@@ -342,6 +369,7 @@ def write_clip_pairs(
     clip_data: str,
     web_dir: Path | None = None,
     every_web_post: bool = False,
+    with_web_captions: bool = False,
 ) -> Path:
     """The demo CLIP's training data as a pairs file (`semloc pretrain-clip`'s format).
 
@@ -356,7 +384,9 @@ def write_clip_pairs(
     guided by is nearly blind on the training split and shifted on every other.
     ``captions+web`` adds as many (picture, text) pairs from the posts of `web_dir`, a world of
     the same settings with another seed (`web_world_config`): the words people post with,
-    without the demo's own posts; with `every_web_post`, every pair `web_dir` has.
+    without the demo's own posts; with `every_web_post`, every pair `web_dir` has; with
+    `with_web_captions`, also every picture of `web_dir` with its caption (the alt text a real
+    CLIP's web pairs come with).
     Every way the dev posts are added as held-out probe pairs (``related``), scored only.
     The captions are marked ``filterable: false``: noisy-pair filtering
     (``PretrainConfig.filter_fraction``) only ever leaves out training posts.
@@ -388,6 +418,18 @@ def write_clip_pairs(
             rows.append(
                 {"image": rel(post["image"], web_dir), "caption": post["text"], "split": "train"}
             )
+        if with_web_captions:
+            with open(web_dir / "captions.jsonl", encoding="utf-8") as f:
+                for line in f:
+                    r = json.loads(line)
+                    rows.append(
+                        {
+                            "image": rel(r["image"], web_dir),
+                            "caption": r["caption"],
+                            "split": "train",
+                            "filterable": False,
+                        }
+                    )
     # dev posts with a picture and a text, each marked with whether its picture is related
     # (the world's ground truth): held-out probe pairs, never trained on, for the ROC AUC of
     # related against unrelated pictures that pretraining reports (and curve.json tracks)
@@ -423,6 +465,8 @@ def clip_identity(opts: DemoOptions, world_sha256: str) -> dict[str, Any]:
     }
     if opts.clip_data == "captions+web" and web_posts(opts):
         identity["web_posts"] = web_posts(opts)  # 0: the key of the builds made before it
+    if opts.clip_data == "captions+web" and web_captions(opts):
+        identity["web_captions"] = True  # absent: the key of the builds made before it
     return identity
 
 
@@ -450,6 +494,7 @@ def _stage_clip(
         opts.clip_data,
         web_dir,
         every_web_post=web_posts(opts) > 0,
+        with_web_captions=opts.clip_data == "captions+web" and web_captions(opts),
     )
     # the tokenizer learns its merges from the training pairs' texts; with captions only, the
     # training posts' texts are added so their words are tokens rather than bytes
@@ -785,6 +830,10 @@ def demo_command(opts: DemoOptions) -> str:
         parts += ["--clip-data", opts.clip_data]
     if opts.web_posts is not None:
         parts += ["--clip-web-posts", str(opts.web_posts)]
+    if opts.web_captions is not None:
+        parts.append("--clip-web-captions" if opts.web_captions else "--no-clip-web-captions")
+    if "layers" in opts.scratch:
+        parts += ["--clip-layers", str(opts.scratch["layers"])]
     if "epochs" in opts.pretrain:
         parts += ["--clip-epochs", str(opts.pretrain["epochs"])]
     if "filter_fraction" in opts.pretrain:

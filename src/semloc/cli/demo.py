@@ -65,14 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="captions+web also learns every web picture with its caption, the alt text real "
-        "web pairs come with (default: on; docs/demo.md)",
+        "web pairs come with (default: on, off with --quick; docs/demo.md)",
     )
     parser.add_argument(
         "--clip-layers",
         type=int,
         metavar="N",
-        help="transformer layers per tower of the demo CLIP (default 2; the CLIP before "
-        "2026-12-07 is built again by --clip-layers 4 --clip-epochs 2 --no-clip-web-captions)",
+        help="transformer layers per tower of the demo CLIP (default 2, 1 with --quick; the "
+        "CLIP before 2026-12-07 is built again by --clip-layers 4 --no-clip-web-captions)",
     )
     parser.add_argument(
         "--clip-epochs",

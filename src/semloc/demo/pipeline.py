@@ -76,9 +76,10 @@ DEMO_SCRATCH = ScratchClipConfig(
 # vs 4.3% and dev AUROC 0.701 vs 0.687 (one build each, docs/demo.md); 2 epochs over the
 # DEMO_WEB_POSTS web world and its captions (484 steps) with 2 layers per tower: dev AUROC 0.78
 # against 0.73-0.76 for the 4-layer towers without web captions (258 steps, the default until
-# 2026-12-07), for less CPU time (seeds 0-1); 3 epochs give 0.80-0.81 but take the demo to 9.6
-# minutes (docs/demo.md, "Web captions and shallower towers"); eval_every=1 writes curve.json
-# (held-out R@1 and AUROC after every epoch)
+# 2026-12-07; seeds 0-1), for 10% less CPU at one thread but 22 s more training at the pinned 2
+# threads, which the 2-layer towers use less well; 3 epochs give 0.80-0.81 but take the demo to
+# 9.6 minutes (docs/demo.md, "Web captions and shallower towers"); eval_every=1 writes
+# curve.json (held-out R@1 and AUROC after every epoch)
 DEMO_PRETRAIN = PretrainConfig(epochs=2, batch_size=128, lr=1.5e-3, eval_every=1, augment=False)
 # every trained model gets the same trainer settings; sizes stay at the library defaults except
 # for the epoch budget, which the two-core time budget sets, and the learning rate: at 8 epochs

@@ -338,7 +338,10 @@ def web_posts(opts: DemoOptions) -> int:
 
 
 def web_captions(opts: DemoOptions) -> bool:
-    """Whether `captions+web` also learns the web world's captions."""
+    """Whether the demo CLIP also learns the web world's captions (only `captions+web` has a
+    web world)."""
+    if opts.clip_data != "captions+web":
+        return False
     if opts.web_captions is not None:
         return opts.web_captions
     return QUICK_WEB_CAPTIONS if opts.quick else DEMO_WEB_CAPTIONS
@@ -397,18 +400,21 @@ def write_clip_pairs(
     def rel(image: str, world: Path = world_dir) -> str:
         return os.path.relpath(world / image, out.parent)
 
-    rows = []
-    with open(world_dir / "captions.jsonl", encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            rows.append(
-                {
-                    "image": rel(r["image"]),
-                    "caption": r["caption"],
-                    "split": r["split"],
-                    "filterable": False,
-                }
-            )
+    def caption_rows(world: Path, split: str | None = None) -> list[dict[str, Any]]:
+        """Every picture of `world` with its caption, in the world's split unless `split`."""
+        with open(world / "captions.jsonl", encoding="utf-8") as f:
+            captions = [json.loads(line) for line in f]
+        return [
+            {
+                "image": rel(r["image"], world),
+                "caption": r["caption"],
+                "split": split or r["split"],
+                "filterable": False,
+            }
+            for r in captions
+        ]
+
+    rows = caption_rows(world_dir)
     if clip_data == "captions+posts":
         for post in _paired_posts(world_dir):
             rows.append({"image": rel(post["image"]), "caption": post["text"], "split": "train"})
@@ -420,17 +426,7 @@ def write_clip_pairs(
                 {"image": rel(post["image"], web_dir), "caption": post["text"], "split": "train"}
             )
         if with_web_captions:
-            with open(web_dir / "captions.jsonl", encoding="utf-8") as f:
-                for line in f:
-                    r = json.loads(line)
-                    rows.append(
-                        {
-                            "image": rel(r["image"], web_dir),
-                            "caption": r["caption"],
-                            "split": "train",
-                            "filterable": False,
-                        }
-                    )
+            rows += caption_rows(web_dir, "train")
     # dev posts with a picture and a text, each marked with whether its picture is related
     # (the world's ground truth): held-out probe pairs, never trained on, for the ROC AUC of
     # related against unrelated pictures that pretraining reports (and curve.json tracks)
@@ -466,7 +462,7 @@ def clip_identity(opts: DemoOptions, world_sha256: str) -> dict[str, Any]:
     }
     if opts.clip_data == "captions+web" and web_posts(opts):
         identity["web_posts"] = web_posts(opts)  # 0: the key of the builds made before it
-    if opts.clip_data == "captions+web" and web_captions(opts):
+    if web_captions(opts):
         identity["web_captions"] = True  # absent: the key of the builds made before it
     return identity
 
@@ -495,7 +491,7 @@ def _stage_clip(
         opts.clip_data,
         web_dir,
         every_web_post=web_posts(opts) > 0,
-        with_web_captions=opts.clip_data == "captions+web" and web_captions(opts),
+        with_web_captions=web_captions(opts),
     )
     # the tokenizer learns its merges from the training pairs' texts; with captions only, the
     # training posts' texts are added so their words are tokens rather than bytes

@@ -48,7 +48,8 @@ def test_same_seed_same_result_and_other_seed_differs(store, tmp_path):
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["train.scalar_lr_scale=30"], ["train.swap_pictures=0.5"]],  # 2/3 param groups, swaps
+    # 2/3 param groups; swaps and dropped pictures (drawn from one generator)
+    [[], ["train.scalar_lr_scale=30"], ["train.swap_pictures=0.5", "train.drop_pictures=0.3"]],
 )
 def test_resume_continues_exactly(store, tmp_path, extra):
     full = train_run(store.root, cfg("train.epochs=3", *extra), tmp_path / "full")

@@ -109,6 +109,9 @@ class TrainConfig:
     # mismatch augmentation (semloc.features.batch.swap_pictures): each training post with a
     # picture takes another post's picture with this probability, keeping its label; 0 = off
     swap_pictures: float = 0.0
+    # picture dropout (semloc.features.batch.drop_pictures): each training post with a picture
+    # is trained without it with this probability, so the text path also learns alone; 0 = off
+    drop_pictures: float = 0.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0  # DataLoader worker processes reading the feature store
     progress: bool = True
@@ -414,6 +417,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.seed": (0, 2**32 - 1, False, False),
     "train.label_smoothing": (0, 1, False, True),
     "train.swap_pictures": (0, 1, False, False),
+    "train.drop_pictures": (0, 1, False, False),
     "train.num_workers": (0, None, False, False),
     "data.dev_fraction": (0, 1, False, True),
     "data.test_fraction": (0, 1, False, True),

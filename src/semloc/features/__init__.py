@@ -1,6 +1,6 @@
 """Cached frozen-encoder features: the store format, its reader/writer and batch loading."""
 
-from semloc.features.batch import FeatureBatch, FeatureDims, swap_pictures
+from semloc.features.batch import FeatureBatch, FeatureDims, drop_pictures, swap_pictures
 from semloc.features.store import FeatureStore, FeatureStoreWriter, ShardData
 
 __all__ = [
@@ -9,5 +9,6 @@ __all__ = [
     "FeatureStore",
     "FeatureStoreWriter",
     "ShardData",
+    "drop_pictures",
     "swap_pictures",
 ]

@@ -103,3 +103,20 @@ def swap_pictures(batch: FeatureBatch, fraction: float, generator: torch.Generat
     image_tokens[rows] = batch.image_tokens[donors]
     image_embed[rows] = batch.image_embed[donors]
     return replace(batch, image_tokens=image_tokens, image_embed=image_embed)
+
+
+def drop_pictures(batch: FeatureBatch, fraction: float, generator: torch.Generator) -> FeatureBatch:
+    """Picture dropout: withhold the picture of `fraction` of the posts with one.
+
+    Each post with a picture loses it with probability `fraction` (its `image_present` becomes
+    False, so every model takes its text-only path for it and never reads its image slots).
+    Labels and texts are unchanged, so the text path is trained alone on posts it otherwise only
+    sees beside a picture: the posts a user sends without one. Draws come from `generator` only.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction={fraction} must be in [0, 1]")
+    present = batch.image_present.bool()
+    if fraction == 0.0 or not bool(present.any()):
+        return batch
+    drop = (torch.rand(len(batch), generator=generator) < fraction).to(present.device)
+    return replace(batch, image_present=present & ~drop)

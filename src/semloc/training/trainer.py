@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from semloc.config import TrainConfig, resolve_device
 from semloc.errors import ConfigError, SemlocError
-from semloc.features.batch import FeatureBatch, swap_pictures
+from semloc.features.batch import FeatureBatch, drop_pictures, swap_pictures
 from semloc.io import atomic_path, atomic_write_json
 from semloc.metrics import HEADLINE, classification_metrics
 from semloc.models.base import ModelOutput
@@ -294,16 +294,18 @@ class Trainer:
             disable=not (self.cfg.progress and self.is_main),
             leave=False,
         )
-        # mismatch augmentation: one generator per (seed, epoch, rank), so a resumed run (which
-        # restarts at an epoch boundary) draws the same swaps as an uninterrupted one
+        # mismatch augmentation and picture dropout: one generator per (seed, epoch, rank), so a
+        # resumed run (which restarts at an epoch boundary) draws the same as an uninterrupted one
         rank = self.dist.rank if self.dist is not None else 0
-        swaps = torch.Generator().manual_seed(
+        draws = torch.Generator().manual_seed(
             (self.cfg.seed * 1_000_003 + epoch * 1_009 + rank) % 2**63
         )
         for batch in self.train_loader:
             batch: FeatureBatch = batch.to(self.device)
             if self.cfg.swap_pictures > 0:
-                batch = swap_pictures(batch, self.cfg.swap_pictures, swaps)
+                batch = swap_pictures(batch, self.cfg.swap_pictures, draws)
+            if self.cfg.drop_pictures > 0:
+                batch = drop_pictures(batch, self.cfg.drop_pictures, draws)
             with autocast(self.amp_dtype, self.device):
                 out = self.forward_model(batch)
                 loss = self.loss_fn(out.logits.float(), batch.labels)

@@ -341,7 +341,7 @@ def test_golden():
     config = dataclasses.asdict(TINY)
     assert {k: config[k] for k in newer} == newer
     # deep supervision acts in training only: the file's 0.0 and today's default (None, the
-    # model's own 1.0) give the same outputs
+    # model's own, 1.0 from 2026-12-06 to 2026-12-07 and 0.0 since) give the same outputs
     training_only = {"unimodal_supervision"}
     assert {k: v for k, v in data["config"].items() if k not in training_only} == {
         k: v

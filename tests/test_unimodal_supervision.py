@@ -75,15 +75,15 @@ def test_auxiliary_terms_only_in_training(name):
 
 
 def test_each_model_has_its_own_default():
-    # unset (None): SG-MFT trains with deep supervision at 1.0, the unguided transformer without
+    # unset (None): the model's own default, 0 for both since 2026-12-07 (SG-MFT's was 1.0), so
+    # SG-MFT and the unguided transformer differ by exactly the similarity guidance
     batch = random_batch(6, missing_image=0.3, seed=2)
     assert ModelConfig().unimodal_supervision is None
-    sgmft = tiny_model("sgmft", unimodal_supervision=None).train()(batch)
-    assert [t.weight for t in sgmft.auxiliary] == [1.0, 1.0]
-    assert (
-        tiny_model("cross_transformer", unimodal_supervision=None).train()(batch).auxiliary is None
-    )
     assert load_config(None, []).model.unimodal_supervision is None
+    for name in ("sgmft", "cross_transformer"):
+        assert tiny_model(name, unimodal_supervision=None).train()(batch).auxiliary is None
+        on = tiny_model(name, unimodal_supervision=1.0).train()(batch)
+        assert [t.weight for t in on.auxiliary] == [1.0, 1.0]  # set explicitly, it acts
 
 
 def test_option_adds_no_parameters_and_leaves_inference_alone():
@@ -290,11 +290,11 @@ def test_trainer_adds_the_term_and_a_checkpoint_with_it_loads_and_predicts(store
     on = train_run(store.root, cfg, tmp_path / "on")
     # same seed, same batches, same first forward pass: the trained objective differs
     assert on.history[0]["train_loss"] > off.history[0]["train_loss"]
-    # unset, SG-MFT takes its own default (1.0): the same run as asking for 1.0
+    # unset, SG-MFT takes its own default (0 since 2026-12-07): the same run as asking for 0
     default = train_run(store.root, load_config(None, FAST), tmp_path / "default")
     assert default.history == [
         {**h, "seconds": d["seconds"], "train_posts_per_s": d["train_posts_per_s"]}
-        for h, d in zip(on.history, default.history, strict=True)
+        for h, d in zip(off.history, default.history, strict=True)
     ]
     run = load_run(tmp_path / "on")
     state = torch.load(tmp_path / "on" / "best.pt", weights_only=True)

@@ -72,7 +72,8 @@ class ModelConfig:
     # deep supervision of the unimodal streams (sgmft, cross_transformer): in training, the
     # classifier head is also applied to z_t (every post) and z_v (posts with a picture), each
     # term weight x cross-entropy added to the loss; 0 = off (no effect on the model or outputs);
-    # None = the model's own default, measured on dev: 1.0 for sgmft, 0.0 for cross_transformer
+    # None = the model's own default, measured on dev: 0.0 for both (sgmft's was 1.0 until
+    # 2026-12-07, docs/model.md "Deep supervision on the web-caption demo CLIP")
     unimodal_supervision: float | None = None
     # training only: each post's token part of the pooled text feature z_t is dropped with this
     # probability, leaving the pooled CLIP text embedding's projection (needs pooled_embeddings)

@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 # 2: dev posts as probe pairs of the demo CLIP; 3: the tokenizer is trained the same in every
 # process (before, two builds of the same settings could differ)
 PIPELINE_VERSION = "3"
+# bump when the same resolved config trains differently (a model's own default for a setting
+# left at None changed): only the runs' key, so the CLIP, world and features stay cached.
+# 2: SG-MFT's deep supervision default 1.0 -> 0 (docs/model.md)
+RUNS_VERSION = "2"
 
 # -- default sizes, chosen to fit about ten minutes on two cores (stage timings: docs/demo.md).
 # The pictures keep their full 96 px in 16 px patches: a 6 x 6 grid (37 image tokens, like
@@ -593,6 +597,7 @@ def runs_key(opts: DemoOptions, store_key: str, overrides: list[str]) -> str:
             "overrides": overrides,
             "resolved": config_to_dict(load_config(opts.config_file, overrides)),
             "version": PIPELINE_VERSION,
+            "runs": RUNS_VERSION,
         }
     )
 

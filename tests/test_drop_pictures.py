@@ -8,11 +8,8 @@ import pytest
 import torch
 
 from semloc.config import load_config
-from semloc.errors import ConfigError
 from semloc.features import drop_pictures
-from semloc.features.synthetic import make_random_store
 from semloc.models import build_model
-from semloc.runs import train_run
 
 try:
     from helpers_model import random_batch
@@ -71,21 +68,3 @@ def test_a_dropped_picture_is_exactly_a_post_without_one(name):
     )
     with torch.no_grad():
         assert torch.equal(model(dropped).logits, model(garbage).logits)
-
-
-def test_the_setting_is_checked_and_changes_training(tmp_path):
-    with pytest.raises(ConfigError, match="drop_pictures"):
-        load_config(None, ["train.drop_pictures=1.5"])
-    store = make_random_store(tmp_path / "store", 96, num_classes=3, signal=0.6)
-    fast = ["model.dim=16", "model.num_heads=2", "train.progress=false", "train.epochs=1"]
-    runs = {
-        name: train_run(store.root, load_config(None, [*fast, *extra]), tmp_path / name)
-        for name, extra in [
-            ("off", []),
-            ("drop", ["train.drop_pictures=0.5"]),
-            ("again", ["train.drop_pictures=0.5"]),
-        ]
-    }
-    loss = {name: r.history[-1]["train_loss"] for name, r in runs.items()}
-    assert loss["drop"] == loss["again"]  # seeded
-    assert loss["drop"] != loss["off"]  # the drops reach the model

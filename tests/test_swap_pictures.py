@@ -5,11 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semloc.config import load_config
-from semloc.errors import ConfigError
 from semloc.features import swap_pictures
-from semloc.features.synthetic import make_random_store
-from semloc.runs import train_run
 
 try:
     from helpers_model import random_batch
@@ -79,21 +75,3 @@ def test_same_generator_seed_same_swaps_and_nothing_to_swap_is_unchanged():
     assert swap_pictures(one_picture, 1.0, torch.Generator()) is one_picture
     with pytest.raises(ValueError, match="fraction"):
         swap_pictures(batch, 1.5, torch.Generator())
-
-
-def test_the_setting_is_checked_and_changes_training(tmp_path):
-    with pytest.raises(ConfigError, match="swap_pictures"):
-        load_config(None, ["train.swap_pictures=1.5"])
-    store = make_random_store(tmp_path / "store", 96, num_classes=3, signal=0.6)
-    fast = ["model.dim=16", "model.num_heads=2", "train.progress=false", "train.epochs=1"]
-    runs = {
-        name: train_run(store.root, load_config(None, [*fast, *extra]), tmp_path / name)
-        for name, extra in [
-            ("off", []),
-            ("swap", ["train.swap_pictures=1"]),
-            ("again", ["train.swap_pictures=1"]),
-        ]
-    }
-    loss = {name: r.history[-1]["train_loss"] for name, r in runs.items()}
-    assert loss["swap"] == loss["again"]  # seeded
-    assert loss["swap"] != loss["off"]  # the swaps reach the model

@@ -9,7 +9,7 @@ import torch
 
 from semloc.cli import main
 from semloc.config import load_config
-from semloc.errors import SemlocError
+from semloc.errors import ConfigError, SemlocError
 from semloc.features.store import FeatureStore
 from semloc.features.synthetic import make_random_store
 from semloc.runs import load_run, train_run
@@ -222,3 +222,25 @@ def test_a_checkpoint_from_before_the_newer_model_settings_still_loads(store, tm
     torch.save(state, best)
     with pytest.raises(SemlocError, match="do not fit the model"):
         load_run(tmp_path)
+
+
+@pytest.mark.parametrize("setting", ["swap_pictures=1", "drop_pictures=0.5"])
+def test_batch_augmentation_is_checked_seeded_and_reaches_training(tmp_path, setting):
+    """Mismatch augmentation and picture dropout: a value out of range is refused by name, the
+    draws are seeded, and they change what the model trains on."""
+    name = setting.split("=")[0]
+    with pytest.raises(ConfigError, match=name):
+        load_config(None, [f"train.{name}=1.5"])
+    store = make_random_store(tmp_path / "store", 96, num_classes=3, signal=0.6)
+    fast = ["model.dim=16", "model.num_heads=2", "train.progress=false", "train.epochs=1"]
+    runs = {
+        run: train_run(store.root, load_config(None, [*fast, *extra]), tmp_path / run)
+        for run, extra in [
+            ("off", []),
+            ("on", [f"train.{setting}"]),
+            ("again", [f"train.{setting}"]),
+        ]
+    }
+    loss = {run: r.history[-1]["train_loss"] for run, r in runs.items()}
+    assert loss["on"] == loss["again"]  # seeded
+    assert loss["on"] != loss["off"]  # the augmented batches reach the model

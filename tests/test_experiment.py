@@ -224,11 +224,31 @@ def test_cli_prints_the_table(stores, tmp_path, capsys):
         ({"store": "x", "models": ["sgmft"], "seeds": 0}, "seeds"),
         ({"stores": [{"x": 0, "store": "a"}, {"store": "b"}], "models": ["sgmft"]}, "x value"),
         ({"store": "x", "models": [{"name": "../up"}]}, "directory name"),
+        ({"store": "x", "models": ["sgmft"], "split": "tset"}, "'split' must be one of"),
+        ({"store": "x", "models": ["sgmft"], "split": ["dev"]}, "'split' must be one of"),
+        ({"store": "x", "models": ["sgmft"], "split": None, "seeds": 1}, None),
     ],
 )
 def test_bad_grids_are_refused_with_the_key(grid, needle):
+    if needle is None:  # an empty split is the default, test
+        assert load_grid(grid).split == "test"
+        return
     with pytest.raises(ConfigError, match=needle):
         load_grid(grid)
+
+
+def test_split_option_evaluates_the_grid_on_another_split(stores, tmp_path, capsys):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("models: [text_linear]\nseeds: 1\nsplit: test\n")
+    out = tmp_path / "out"
+    args = ["experiment", str(grid), "--store", str(stores[0].root), "--out", str(out), *TINY]
+    assert main([*args, "--split", "dev"]) == 0
+    assert "Split `dev`" in capsys.readouterr().out
+    cell = out / stores[0].root.name / "text_linear" / "seed-0"
+    assert (cell / "eval-dev" / "metrics.json").exists()
+    assert not (cell / "eval-test").exists()
+    with pytest.raises(ConfigError, match=r"grid --split: .split. must be one of"):
+        load_grid(grid, store=stores[0].root, split="tset")
 
 
 def test_bad_model_config_fails_before_training(stores, tmp_path, count_training):

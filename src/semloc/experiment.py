@@ -51,7 +51,7 @@ import torch
 from semloc.config import Config, config_to_dict, flatten_dict, load_config, read_config_file
 from semloc.errors import ConfigError, SemlocError
 from semloc.experiment_report import format_duration, plot_results, write_tables
-from semloc.features.store import FeatureStore
+from semloc.features.store import SPLITS, FeatureStore
 from semloc.io import atomic_write_json
 from semloc.metrics import SUMMARY_KEYS, aggregate
 from semloc.models import MODEL_NAMES, build_model
@@ -140,6 +140,14 @@ def _string_list(value: Any, where: str, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _error(where, f"'{key}' must be a list of strings like section.key=value")
     return list(value)
+
+
+def _split(value: Any, where: str) -> str:
+    if value is None:
+        return "test"
+    if not isinstance(value, str) or value not in SPLITS:
+        raise _error(where, f"'split' must be one of {', '.join(SPLITS)}, got {value!r}")
+    return value
 
 
 def _seeds(value: Any, where: str) -> list[int]:
@@ -259,11 +267,14 @@ def load_grid(
     seeds: int | Sequence[int] | None = None,
     overrides: Sequence[str] = (),
     config: str | Path | None = None,
+    split: str | None = None,
 ) -> Grid:
     """Parse and check a grid (a file or a mapping); keyword arguments replace its entries.
 
     `store` replaces a grid's single store (or supplies it), `seeds` its seeds, `config` its
-    config file; `overrides` apply to every trained cell after the grid's and the model's own."""
+    config file, `split` the split it reports (so one grid serves selection on dev and the final
+    table on test); `overrides` apply to every trained cell after the grid's and the model's
+    own."""
     if isinstance(grid, dict):
         data, where, base, stem = dict(grid), "<dict>", Path("."), "grid"
     else:
@@ -303,7 +314,7 @@ def load_grid(
         overrides=_string_list(data.get("overrides"), where, "overrides"),
         final_overrides=list(overrides),
         config=config_path,
-        split=str(data.get("split", "test")),
+        split=_split(data.get("split"), where) if split is None else _split(split, "--split"),
         x_label=str(data.get("x_label", "x")),
     )
 

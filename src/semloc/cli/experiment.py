@@ -8,8 +8,8 @@ from pathlib import Path
 from semloc.cli import add_config_arguments
 
 HELP = (
-    "run a grid of models x seeds (x feature stores), evaluate each on test and tabulate "
-    "mean ± std; resumable"
+    "run a grid of models x seeds (x feature stores), evaluate each on the grid's split (test "
+    "unless it says otherwise, or --split) and tabulate mean ± std; resumable"
 )
 
 
@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output directory (default: runs/<grid file stem>)")
     parser.add_argument("--store", help="feature store to use instead of the grid's")
     parser.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the grid's")
+    parser.add_argument(
+        "--split",
+        choices=["train", "dev", "test"],
+        help="the split to evaluate and tabulate instead of the grid's (selection: dev)",
+    )
     parser.add_argument(
         "--no-cell-plots",
         action="store_true",
@@ -36,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         args.grid,
         store=args.store,
         seeds=args.seeds,
+        split=args.split,
         overrides=args.overrides,
         config=args.config,
     )

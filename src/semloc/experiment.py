@@ -49,9 +49,10 @@ from typing import Any
 import torch
 
 from semloc.config import Config, config_to_dict, flatten_dict, load_config, read_config_file
+from semloc.data.records import SPLITS
 from semloc.errors import ConfigError, SemlocError
 from semloc.experiment_report import format_duration, plot_results, write_tables
-from semloc.features.store import SPLITS, FeatureStore
+from semloc.features.store import FeatureStore
 from semloc.io import atomic_write_json
 from semloc.metrics import SUMMARY_KEYS, aggregate
 from semloc.models import MODEL_NAMES, build_model

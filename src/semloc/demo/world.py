@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from semloc.data.records import SPLITS
 from semloc.data.timestamps import resolve_timezone
 from semloc.demo import _scenes, _texts
 from semloc.demo._vocab import CLASSES
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 # written by an older generator is not mistaken for the current one.
 GENERATOR_VERSION = "2"  # 2: posts carry an author (user) and a time (created_at)
 
-SPLITS = ("train", "dev", "test")
 UNRELATED_KINDS: dict[str, float] = {"selfie": 0.3, "pet": 0.2, "meme": 0.2, "other_class": 0.3}
 MIN_IMAGE_SIZE = 96  # below this the small objects (cups, phones, clocks) become unrecognisable
 

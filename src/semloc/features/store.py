@@ -52,12 +52,12 @@ import numpy as np
 import torch
 
 from semloc import __version__
+from semloc.data.records import SPLITS
 from semloc.errors import SemlocError, StoreMismatchError
 from semloc.features.batch import FeatureBatch, FeatureDims
 from semloc.io import atomic_write_json, output_dir, sha256_file, sha256_json
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "dev", "test")
 _ARRAYS = (
     "text_tokens",
     "text_offsets",

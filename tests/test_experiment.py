@@ -227,6 +227,22 @@ def test_cli_prints_the_table(stores, tmp_path, capsys):
         ({"store": "x", "models": ["sgmft"], "split": "tset"}, "'split' must be one of"),
         ({"store": "x", "models": ["sgmft"], "split": ["dev"]}, "'split' must be one of"),
         ({"store": "x", "models": ["sgmft"], "split": None, "seeds": 1}, None),
+        ({"store": "x", "models": ["sgmft"], "name": ["a"]}, "'name' must be a non-empty string"),
+        ({"store": "x", "models": ["sgmft"], "x_label": {"a": 1}}, "'x_label' must be"),
+        ({"store": "x", "models": ["sgmft"], "config": 5}, "'config' must be a non-empty string"),
+        (
+            {"store": "x", "models": [{"name": "p", "kind": "linear_probe", "max_iter": 0}]},
+            "max_it",
+        ),
+        (
+            {"store": "x", "models": [{"name": "p", "kind": "linear_probe", "max_iter": 2.5}]},
+            "max_",
+        ),
+        ({"store": "x", "models": [{"name": "z", "kind": "zeroshot", "prompts": 3}]}, "prompts"),
+        (
+            {"store": "x", "models": [{"name": "z", "kind": "zeroshot", "prompts": "nope.yaml"}]},
+            r"models\[0\] \(z\): cannot read prompts file",
+        ),
     ],
 )
 def test_bad_grids_are_refused_with_the_key(grid, needle):

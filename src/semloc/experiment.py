@@ -56,7 +56,7 @@ from semloc.features.store import FeatureStore
 from semloc.io import atomic_write_json
 from semloc.metrics import SUMMARY_KEYS, aggregate
 from semloc.models import MODEL_NAMES, build_model
-from semloc.probes.zeroshot import MODALITIES, EncodeTexts, text_encoder_for_store
+from semloc.probes.zeroshot import MODALITIES, EncodeTexts, load_prompts, text_encoder_for_store
 from semloc.tracking import TrackedRun, log_evaluation
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,13 @@ def _parse_model(entry: Any, i: int, where: str, base: Path) -> ModelSpec:
         if options["modality"] not in MODALITIES:
             raise _error(where, f"models[{i}] ({name}): modality must be one of {MODALITIES}")
         if entry.get("prompts") is not None:
+            if not isinstance(entry["prompts"], str) or not entry["prompts"]:
+                raise _error(where, f"models[{i}] ({name}): prompts must be a prompts file path")
             options["prompts"] = str(base / entry["prompts"])
+            try:  # a bad prompts file is refused before any cell runs
+                load_prompts(options["prompts"])
+            except SemlocError as e:
+                raise _error(where, f"models[{i}] ({name}): {e}") from None
     else:
         if "Cs" in entry:
             Cs = entry["Cs"]
@@ -250,7 +256,13 @@ def _parse_model(entry: Any, i: int, where: str, base: Path) -> ModelSpec:
                 raise _error(where, f"models[{i}] ({name}): Cs must be a list of positive numbers")
             options["Cs"] = [float(c) for c in Cs]
         if "max_iter" in entry:
-            options["max_iter"] = int(entry["max_iter"])
+            max_iter = entry["max_iter"]
+            if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+                raise _error(
+                    where,
+                    f"models[{i}] ({name}): max_iter must be a positive integer, got {max_iter!r}",
+                )
+            options["max_iter"] = max_iter
     return ModelSpec(name=name, kind=kind, options=options)
 
 
@@ -287,6 +299,9 @@ def load_grid(
             where,
             f"unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_GRID_KEYS))})",
         )
+    for key in ("name", "x_label", "config"):
+        if data.get(key) is not None and not (isinstance(data[key], str) and data[key]):
+            raise _error(where, f"'{key}' must be a non-empty string, got {data[key]!r}")
     if store is not None:
         if isinstance(data.get("stores"), list) and len(data["stores"]) > 1:
             raise _error(where, "--store replaces a single store; this grid lists a series")

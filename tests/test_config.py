@@ -34,6 +34,10 @@ def test_json_file_and_optional_float(tmp_path):
         ("model.fusion=sum", "not one of"),
         ("train.progress=maybe", "expected true/false"),
         ("model.dim", "section.key=value"),
+        ("model.gate_scale_init=.nan", "model.gate_scale_init.*finite"),
+        ("model.similarity_center=-.inf", "model.similarity_center.*finite"),
+        ("model.similarity_std=0", "model.similarity_std.*out of range"),
+        ("model.similarity_std=.nan", "model.similarity_std"),
     ],
 )
 def test_bad_overrides_name_the_key(override, needle):

@@ -400,6 +400,9 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "model.dropout": (0, 1, False, True),
     "model.gate_bias_init": (-1, 1, False, False),
     "model.prior_scale_init": (None, None, False, False),  # any finite number
+    "model.gate_scale_init": (None, None, False, False),  # NaN or inf would make every gate NaN
+    "model.similarity_center": (None, None, False, False),
+    "model.similarity_std": (0, None, True, False),
     "model.token_temperature": (0, None, True, False),
     "model.film_rank": (0, None, False, False),
     "model.film_dropout": (0, 1, False, True),

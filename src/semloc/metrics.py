@@ -82,3 +82,50 @@ def aggregate(runs: Sequence[dict[str, Any]], keys: Sequence[str] = SUMMARY_KEYS
 def format_mean_std(entry: dict[str, Any], scale: float = 100.0, digits: int = 2) -> str:
     """'47.21 ± 0.35' (percent by default)."""
     return f"{entry['mean'] * scale:.{digits}f} ± {entry['std'] * scale:.{digits}f}"
+
+
+def paired_bootstrap(
+    y_true: Sequence[int] | np.ndarray,
+    preds_a: np.ndarray,
+    preds_b: np.ndarray,
+    num_classes: int,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """Macro-F1 of model B minus model A, averaged over seeds, with a paired bootstrap interval.
+
+    `preds_a` and `preds_b` are predicted class codes, (seeds, posts) or (posts,), on the same
+    posts as `y_true`. Each replicate resamples the posts with replacement, the same posts for
+    every seed of both models, so the interval is the spread a different sample of evaluation
+    posts would give; the seeds stay fixed (their spread is the ± of the tables). Returns the
+    difference on the posts as they are and the percentile interval at `level`, in [0, 1] units.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    a, b = np.atleast_2d(np.asarray(preds_a)), np.atleast_2d(np.asarray(preds_b))
+    if y.ndim != 1 or a.shape[1] != len(y) or b.shape[1] != len(y):
+        raise ValueError(
+            f"predictions {a.shape} and {b.shape} must be (seeds, posts) for {len(y)} posts"
+        )
+    if not 0 < level < 1 or resamples < 1 or num_classes < 1:
+        raise ValueError("level must be in (0, 1), resamples and num_classes at least 1")
+    for name, codes in (("labels", y), ("model A", a), ("model B", b)):
+        if codes.size and (codes.min() < 0 or codes.max() >= num_classes):
+            raise ValueError(f"{name} has class codes outside 0..{num_classes - 1}")
+    rng = np.random.default_rng(seed)
+    rows = np.vstack([np.arange(len(y))[None], rng.integers(0, len(y), (resamples, len(y)))])
+
+    def macro_f1(pred: np.ndarray) -> np.ndarray:  # (posts,) -> (1 + resamples,)
+        cells = (y * num_classes + pred)[rows]  # (R, N) confusion-cell index of each draw
+        offsets = np.arange(len(rows))[:, None] * num_classes**2
+        counts = np.bincount((cells + offsets).ravel(), minlength=len(rows) * num_classes**2)
+        cm = counts.reshape(len(rows), num_classes, num_classes)  # (R, true, predicted)
+        tp = np.diagonal(cm, axis1=1, axis2=2)
+        denom = cm.sum(1) + cm.sum(2)  # 2 TP + FP + FN
+        f1 = np.divide(2 * tp, denom, out=np.zeros(tp.shape), where=denom > 0)
+        return f1.mean(1)  # every class counts, as classification_metrics' macro-F1 does
+
+    diff = np.mean([macro_f1(p) for p in b], 0) - np.mean([macro_f1(p) for p in a], 0)
+    low, high = np.percentile(diff[1:], [50 * (1 - level), 50 * (1 + level)])
+    return {"difference": float(diff[0]), "low": float(low), "high": float(high)}

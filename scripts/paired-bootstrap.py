@@ -51,13 +51,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         store = FeatureStore(args.store)
-        labels, a, classes_a = predictions(args.a, store, args.split)
-        labels_b, b, classes_b = predictions(args.b, store, args.split)
-        if not np.array_equal(labels, labels_b):
-            raise SemlocError("model A's and model B's runs label the posts differently")
-        out = paired_bootstrap(
-            labels, a, b, max(classes_a, classes_b), resamples=args.resamples, seed=args.seed
-        )
+        # one pass over both models' runs: every run must label the posts alike
+        labels, codes, num_classes = predictions([*args.a, *args.b], store, args.split)
+        a, b = codes[: len(args.a)], codes[len(args.a) :]
+        out = paired_bootstrap(labels, a, b, num_classes, resamples=args.resamples, seed=args.seed)
     except (SemlocError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -39,7 +39,7 @@ from semloc.errors import SemlocError
 from semloc.features.loader import make_loader
 from semloc.features.store import FeatureStore, label_map_for
 from semloc.models.base import unit_rms
-from semloc.runs import LoadedRun, load_run
+from semloc.runs import LoadedRun, load_run, require_split
 
 
 def mixture_parts(run: LoadedRun, store: FeatureStore, split: str) -> dict[str, np.ndarray]:
@@ -48,6 +48,8 @@ def mixture_parts(run: LoadedRun, store: FeatureStore, split: str) -> dict[str, 
     fallback = getattr(run.model, "fallback", None)
     if fallback is None:
         raise SemlocError(f"run {run.path} was not trained with model.text_fallback=true")
+    store.check_compatible(run.feature_header, what=f"run {run.path}")
+    idx = require_split(store, split, f"the mixtures need its posts (run {run.path})")
     parts: list[tuple[torch.Tensor, ...]] = []
 
     def keep(module: torch.nn.Module, args: tuple, out: tuple) -> None:
@@ -55,7 +57,6 @@ def mixture_parts(run: LoadedRun, store: FeatureStore, split: str) -> dict[str, 
         text = module.text_head(unit_rms(u))
         parts.append((fused, text, s, present, out[1]))
 
-    idx = store.indices(split)
     loader = make_loader(store, idx, 256, label_map=label_map_for(store, run.labels))
     labels, index = [], []
     handle = fallback.register_forward_hook(keep)
@@ -118,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.runs:
             run = load_run(path)
             train, parts = mixture_parts(run, store, "train"), mixture_parts(run, store, args.split)
+            missing = [store.ids[i] for i in parts["index"] if store.ids[i] not in truth]
+            if missing:
+                raise SemlocError(
+                    f"{len(missing)} {args.split} posts have no slice (first: {missing[0]!r})"
+                )
             tags = [truth[store.ids[i]] for i in parts["index"]]
             slices = {n: np.array([t.in_slice(n) for t in tags]) for n, _ in SLICES}
             n = len(parts["y"])
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                     k: float(np.where(parts["present"], r, 0)[m].mean()) for k, m in slices.items()
                 }
                 scores.setdefault(name, []).append((f1, acc, mean_r))
-    except (SemlocError, KeyError) as e:
+    except SemlocError as e:
         print(f"fallback-mixtures: {e}", file=sys.stderr)
         return 2
     names = [n for n, _ in SLICES if n != "all"]

@@ -61,7 +61,7 @@ def test_the_parts_give_back_the_runs_own_predictions(runs):
     assert post[order[-1]] >= post[order[0]]
 
 
-def test_command_line_prints_the_table_and_refuses_a_run_without_fallback(runs, capsys):
+def test_command_line_prints_the_table_and_refuses_what_it_cannot_use(runs, tmp_path, capsys):
     script = load_script()
     world, paths = runs
     args = [str(world.store.root), "--slices", str(world.slices_file)]
@@ -71,3 +71,9 @@ def test_command_line_prints_the_table_and_refuses_a_run_without_fallback(runs, 
         assert row in out
     assert script.main([*args, str(paths["plain"])]) == 2
     assert "model.text_fallback=true" in capsys.readouterr().err
+    # a slice table that leaves posts out is named, not a traceback
+    rows = world.slices_file.read_text().splitlines()
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(rows[:10]) + "\n")
+    assert script.main([str(world.store.root), "--slices", str(short), str(paths["fallback"])]) == 2
+    assert "posts have no slice" in capsys.readouterr().err

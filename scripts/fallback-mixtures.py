@@ -31,14 +31,17 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from scipy.special import log_softmax
 from sklearn.metrics import f1_score
 from sklearn.mixture import GaussianMixture
 
+from semloc.data.records import SPLITS
 from semloc.demo.diagnose import SLICES, Truth, noise_truth, read_slices
 from semloc.errors import SemlocError
 from semloc.features.loader import make_loader
 from semloc.features.store import FeatureStore, label_map_for
 from semloc.models.base import unit_rms
+from semloc.probes.pooled import normalize_rows, read_pooled
 from semloc.runs import LoadedRun, load_run, require_split
 
 
@@ -76,27 +79,29 @@ def mixture_parts(run: LoadedRun, store: FeatureStore, split: str) -> dict[str, 
     return out
 
 
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(1, keepdims=True)
-    return x - np.log(np.exp(x).sum(1, keepdims=True))
-
-
 def mix(parts: dict[str, np.ndarray], r: np.ndarray) -> np.ndarray:
     """Predicted codes of r p_fused + (1 - r) p_text (r = 0 without picture)."""
     r = np.clip(np.where(parts["present"], r, 0.0), 1e-12, 1 - 1e-12)
     log_p = np.logaddexp(
-        np.log(r)[:, None] + log_softmax(parts["fused"]),
-        np.log1p(-r)[:, None] + log_softmax(parts["text"]),
+        np.log(r)[:, None] + log_softmax(parts["fused"], axis=1),
+        np.log1p(-r)[:, None] + log_softmax(parts["text"], axis=1),
     )
     return log_p.argmax(1)
 
 
-def em_posterior(
-    train: dict[str, np.ndarray], components: int = 2
-) -> Callable[[np.ndarray], np.ndarray]:
+def train_cosines(store: FeatureStore) -> np.ndarray:
+    """The pooled text-picture cosine of every training post with a picture (the s the models
+    compute; it depends on the store alone)."""
+    pooled = read_pooled(store, require_split(store, "train", "the posterior is fitted to it"))
+    keep = pooled.image_present
+    t, v = normalize_rows(pooled.text_embed[keep]), normalize_rows(pooled.image_embed[keep])
+    return (t * v).sum(1)
+
+
+def em_posterior(cosines: np.ndarray, components: int = 2) -> Callable[[np.ndarray], np.ndarray]:
     """1 - P(the lowest-cosine component | s), a Gaussian mixture fitted to the training posts'
     cosines (a picture is unrelated where it is in the lowest component)."""
-    gm = GaussianMixture(components, random_state=0).fit(train["s"][train["present"]][:, None])
+    gm = GaussianMixture(components, random_state=0).fit(cosines[:, None])
     low = int(np.argmin(gm.means_.ravel()))
     return lambda s: 1.0 - gm.predict_proba(s[:, None])[:, low]
 
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     truth_from = ap.add_mutually_exclusive_group(required=True)
     truth_from.add_argument("--slices", help="a slice table (id, slice), e.g. a study world's")
     truth_from.add_argument("--world", help="a demo world directory")
-    ap.add_argument("--split", default="dev", choices=("train", "dev", "test"))
+    ap.add_argument("--split", default="dev", choices=SPLITS)
     ap.add_argument("runs", nargs="+")
     args = ap.parse_args(argv)
     try:
@@ -115,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         truth: dict[str, Truth] = dict(
             read_slices(args.slices) if args.slices else noise_truth(args.world)
         )
+        cosines = train_cosines(store)
+        posteriors = {c: em_posterior(cosines, c) for c in (2, 3)}
         scores: dict[str, list[tuple[float, dict[str, float], dict[str, float]]]] = {}
         for path in args.runs:
-            run = load_run(path)
-            train, parts = mixture_parts(run, store, "train"), mixture_parts(run, store, args.split)
+            parts = mixture_parts(load_run(path), store, args.split)
             missing = [store.ids[i] for i in parts["index"] if store.ids[i] not in truth]
             if missing:
                 raise SemlocError(
@@ -130,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             weights = {
                 "learned r": parts["r"],
                 "r = 1/2": np.full(n, 0.5),
-                "EM posterior": em_posterior(train)(parts["s"]),
-                "EM posterior, 3 components": em_posterior(train, 3)(parts["s"]),
+                "EM posterior": posteriors[2](parts["s"]),
+                "EM posterior, 3 components": posteriors[3](parts["s"]),
                 "oracle": np.array([0.0 if t.unrelated_picture else 1.0 for t in tags]),
                 "fused only": np.ones(n),
                 "text only": np.zeros(n),

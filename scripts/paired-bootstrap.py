@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 
+from semloc.data.records import SPLITS
 from semloc.errors import SemlocError
 from semloc.features.store import FeatureStore
 from semloc.metrics import paired_bootstrap
@@ -43,7 +44,7 @@ def predictions(
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("store")
-    parser.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    parser.add_argument("--split", default="dev", choices=SPLITS)
     parser.add_argument("--a", nargs="+", required=True, help="model A's runs (its seeds)")
     parser.add_argument("--b", nargs="+", required=True, help="model B's runs (its seeds)")
     parser.add_argument("--resamples", type=int, default=1000)

@@ -55,7 +55,7 @@ def test_the_parts_give_back_the_runs_own_predictions(runs):
     ones = script.mix(parts, np.ones(len(own.labels)))
     np.testing.assert_array_equal(ones[no_pic], text.logits.argmax(1)[no_pic])
     # the EM posterior is a probability, higher for a higher cosine
-    post = script.em_posterior(script.mixture_parts(run, store, "train"))(parts["s"])
+    post = script.em_posterior(script.train_cosines(store))(parts["s"])
     assert np.all((post >= 0) & (post <= 1))
     order = np.argsort(parts["s"])
     assert post[order[-1]] >= post[order[0]]
